@@ -1,0 +1,79 @@
+"""hydra_init: config-driven weight initialization for PyTorch, integrated with Hydra.
+
+>>> import torch.nn as nn, hydra_init
+>>> model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8))
+>>> report = hydra_init.apply(model, {"seed": 0, "rules": {
+...     "linear": {"type": "TruncNormal", "layer": "Linear", "std": 0.02,
+...                "a": -2, "b": 2, "bound_unit": "std"},
+...     "norm": {"type": "Ones", "layer": "LayerNorm"}}}, log=False)
+>>> report.totals["rule"]
+4
+"""
+
+from .api import apply, plan
+from .config import parse_config
+from .errors import InitConfigError
+from .initializers import (
+    REGISTRY,
+    BoundUnit,
+    Caffe2Xavier,
+    Constant,
+    Default,
+    Dirac,
+    Distribution,
+    Eye,
+    FanMode,
+    Initializer,
+    Kaiming,
+    LecunNormal,
+    Nonlinearity,
+    Normal,
+    Ones,
+    Orthogonal,
+    Pretrained,
+    TruncNormal,
+    Uniform,
+    VarianceScaling,
+    Xavier,
+    Zeros,
+    bias_from_prob,
+)
+from .report import InitReport
+from .rules import Rule
+from .schema import InitConfig, RuleConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGISTRY",
+    "BoundUnit",
+    "Caffe2Xavier",
+    "Constant",
+    "Default",
+    "Dirac",
+    "Distribution",
+    "Eye",
+    "FanMode",
+    "InitConfig",
+    "InitConfigError",
+    "InitReport",
+    "Initializer",
+    "Kaiming",
+    "LecunNormal",
+    "Nonlinearity",
+    "Normal",
+    "Ones",
+    "Orthogonal",
+    "Pretrained",
+    "Rule",
+    "RuleConfig",
+    "TruncNormal",
+    "Uniform",
+    "VarianceScaling",
+    "Xavier",
+    "Zeros",
+    "apply",
+    "bias_from_prob",
+    "parse_config",
+    "plan",
+]

@@ -1,0 +1,57 @@
+"""The two entry points: :func:`apply` and its dry run :func:`plan`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .config import parse_config
+from .execute import execute
+from .plan import build_plan
+from .report import InitReport
+
+__all__ = ["apply", "plan"]
+
+
+def apply(model: nn.Module, init_cfg: Any = None, *, key: str = "init", log: bool = True) -> InitReport:
+    """Initialize ``model`` from a config and return the report.
+
+    ``init_cfg`` may be the named-rules form (dict, ``DictConfig`` or
+    :class:`~hydra_init.schema.InitConfig`), an mmengine-style dict or list of
+    dicts, or :class:`~hydra_init.Rule` objects. Modules' own ``init_cfg``
+    attributes are honoured too. The whole plan is resolved and validated first:
+    on any error an :class:`~hydra_init.InitConfigError` is raised and the model
+    is unchanged.
+
+    Example:
+        >>> import torch.nn as nn, hydra_init
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
+        >>> report = hydra_init.apply(model, {
+        ...     "seed": 0,
+        ...     "rules": {
+        ...         "conv": {"type": "Kaiming", "layer": "Conv2d", "mode": "fan_out"},
+        ...         "norm": {"type": "Constant", "layer": "_BatchNorm", "val": 1.0},
+        ...     },
+        ... }, log=False)
+        >>> report.totals["rule"], model[1].weight.detach().mean().item()
+        (4, 1.0)
+    """
+    resolved = build_plan(model, parse_config(init_cfg, key=key))
+    seed = execute(resolved)
+    report = InitReport.from_plan(resolved, seed=seed, applied=True)
+    if log:
+        report.log()
+    return report
+
+
+def plan(model: nn.Module, init_cfg: Any = None, *, key: str = "init") -> InitReport:
+    """The report :func:`apply` would produce, without writing anything.
+
+    >>> import torch.nn as nn, hydra_init
+    >>> r = hydra_init.plan(nn.Linear(3, 3), [{"type": "Xavier", "layer": "Linear"}])
+    >>> r["weight"].init
+    'Xavier(gain=1.0, distribution=normal)'
+    """
+    resolved = build_plan(model, parse_config(init_cfg, key=key))
+    return InitReport.from_plan(resolved, seed=resolved.seed, applied=False)

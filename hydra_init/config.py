@@ -1,0 +1,302 @@
+"""Normalize and validate any init config form into a list of :class:`Rule`.
+
+Accepted forms (all give the same rules):
+
+* the native named-rules form, as a dict, ``DictConfig`` or :class:`InitConfig`::
+
+      {"seed": 0, "rules": {"conv": {"type": "Kaiming", "layer": "Conv2d"}}}
+
+* mmengine's forms: one dict with a ``type`` key, or a list of them, with
+  ``layer``, ``override``, ``bias_prob`` and ``Pretrained`` as mmengine reads them;
+* :class:`Rule` objects, alone or in a list.
+
+Every problem raises :class:`InitConfigError` naming the key path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .errors import InitConfigError, did_you_mean
+from .initializers import REGISTRY, Initializer
+from .rules import Rule, as_tuple
+from .schema import KNOBS, SELECTOR_FIELDS
+
+__all__ = ["ParsedConfig", "parse_config", "parse_rule"]
+
+_TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", *sorted(KNOBS))
+
+
+@dataclass
+class ParsedConfig:
+    """The normalized config: rules in precedence order plus global options."""
+
+    rules: list[Rule] = field(default_factory=list)
+    seed: int | None = None
+    module_init_cfg: bool = True
+
+
+# ----------------------------------------------------------------------------- values
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(m.value for m in tp)
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against a dataclass field type, converting enums and ints."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or (origin is not None and type(None) in args):
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        valid = [m.value for m in tp]
+        if isinstance(value, str) and value in valid:
+            return tp(value)
+        raise InitConfigError(
+            key, f"invalid value {value!r}", valid=", ".join(valid),
+            hint=did_you_mean(str(value), valid),
+        )
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise InitConfigError(key, f"expected a number, got {value!r}", valid="a float")
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise InitConfigError(key, f"expected an integer, got {value!r}", valid="an int")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise InitConfigError(key, f"expected true/false, got {value!r}", valid="a bool")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise InitConfigError(key, f"expected a string, got {value!r}", valid="a str")
+    if origin in (list, tuple, Sequence):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise InitConfigError(key, f"expected a list, got {value!r}", valid="a list")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(items)] if args else list(
+            items
+        )
+    return value
+
+
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    items = as_tuple(value) if value is None or isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise InitConfigError(key, f"expected a name or a list of names, got {value!r}")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise InitConfigError(f"{key}[{i}]", f"expected a non-empty string, got {item!r}")
+    return tuple(items)
+
+
+def _initializer_class(type_name: Any, key: str) -> type[Initializer]:
+    if not isinstance(type_name, str):
+        raise InitConfigError(
+            key, "missing initializer type" if type_name is None else f"bad type {type_name!r}",
+            valid=", ".join(REGISTRY),
+        )
+    cls = REGISTRY.get(type_name) or REGISTRY.get(type_name.removesuffix("Init"))
+    if cls is None:
+        raise InitConfigError(
+            key, f"unknown initializer {type_name!r}", valid=", ".join(REGISTRY),
+            hint=did_you_mean(type_name, REGISTRY),
+        )
+    return cls
+
+
+def build_initializer(cls: type[Initializer], args: Mapping[str, Any], key: str) -> Initializer:
+    """Instantiate and validate an initializer from a mapping of its arguments."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for arg, value in args.items():
+        if arg not in hints or arg not in names:
+            raise InitConfigError(
+                f"{key}.{arg}", f"{cls.type_name} has no argument {arg!r}",
+                valid=", ".join(names), hint=did_you_mean(arg, names),
+            )
+        kwargs[arg] = _coerce(value, hints[arg], f"{key}.{arg}")
+    try:
+        init = cls(**kwargs)
+    except TypeError as exc:  # a required argument is missing
+        raise InitConfigError(key, f"{cls.type_name}: {exc}", valid=", ".join(names)) from None
+    init.validate(key)
+    return init
+
+
+# ----------------------------------------------------------------------------- rules
+def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
+    """One config mapping -> its rule, followed by the rules of its mmengine ``override``."""
+    raw = {k: v for k, v in raw.items() if v is not None}
+    if not raw.get("enabled", True):
+        return []
+    cls = _initializer_class(raw.get("type"), f"{key}.type")
+    init_args = {k: v for k, v in raw.items() if k not in SELECTOR_FIELDS and k != "type"}
+    unknown = [k for k in init_args if k not in {f.name for f in dataclasses.fields(cls)}]
+    if unknown and unknown[0] not in _all_init_args():
+        valid = [*SELECTOR_FIELDS, *(f.name for f in dataclasses.fields(cls))]
+        raise InitConfigError(
+            f"{key}.{unknown[0]}", f"unknown rule key {unknown[0]!r}",
+            valid=", ".join(valid), hint=did_you_mean(unknown[0], valid),
+        )
+    init = build_initializer(cls, init_args, key)
+    rule = Rule(
+        init=init,
+        layer=_names(raw.get("layer"), f"{key}.layer"),
+        name=_names(raw.get("name"), f"{key}.name"),
+        params=_names(raw.get("params"), f"{key}.params"),
+        exclude=_names(raw.get("exclude"), f"{key}.exclude"),
+        priority=_coerce(raw.get("priority", 0), int, f"{key}.priority"),
+        optional=_coerce(raw.get("optional", False), bool, f"{key}.optional"),
+        label=label,
+        key=key,
+    )
+    return [rule, *_override_rules(raw.get("override"), rule, init_args, cls, key)]
+
+
+def _all_init_args() -> set[str]:
+    return {f.name for c in REGISTRY.values() for f in dataclasses.fields(c)}
+
+
+def _override_rules(
+    override: Any, parent: Rule, parent_args: Mapping[str, Any], parent_cls: type, key: str
+) -> list[Rule]:
+    """mmengine ``override``: nested rules for named sub-modules of the owner.
+
+    An override with only ``name`` reuses the parent's initializer; otherwise it
+    needs its own ``type``. Overrides reach the whole named subtree, at any depth
+    (``name`` is a module-path glob), and win over their parent rule.
+    """
+    if override is None:
+        return []
+    items = [override] if isinstance(override, Mapping) else override
+    if not isinstance(items, (list, tuple)):
+        raise InitConfigError(f"{key}.override", "expected a dict or a list of dicts")
+    out = []
+    for i, item in enumerate(items):
+        okey = f"{key}.override" + (f"[{i}]" if not isinstance(override, Mapping) else "")
+        if not isinstance(item, Mapping) or "name" not in item:
+            raise InitConfigError(
+                okey, "an override needs 'name' (the sub-module it applies to)",
+                hint="e.g. override: {name: cls, type: Normal, std: 0.01}",
+            )
+        item = dict(item)
+        if set(item) == {"name"}:
+            item.update(type=parent_cls.type_name, **parent_args)
+        elif "type" not in item:
+            raise InitConfigError(
+                okey, "an override with arguments needs its own 'type'",
+                hint=f"add type: {parent_cls.type_name}",
+            )
+        if "layer" in item:
+            raise InitConfigError(f"{okey}.layer", "an override selects by 'name' only")
+        label = f"{parent.label}.override[{item['name']}]"
+        out.extend(parse_rule(item, okey, label))
+    return out
+
+
+# ----------------------------------------------------------------------------- whole configs
+_INTERPOLATION = re.compile(r"\$\{\s*(?:\.+|[\w.]*\.)?(\w+)\s*\}")
+
+
+def _check_knobs(container: Mapping[str, Any], prefix: str) -> None:
+    """Refuse preset knobs that are set but that no rule interpolates."""
+    rules_text = repr(container.get("rules", {}))
+    used = set(_INTERPOLATION.findall(rules_text))
+    for knob in sorted(KNOBS):
+        if container.get(knob) is not None and knob not in used:
+            in_use = sorted(used & KNOBS)
+            raise InitConfigError(
+                f"{prefix}.{knob}",
+                f"{knob!r} is set but no rule of this init config uses it",
+                valid=("knobs used here: " + ", ".join(in_use)) if in_use else "none: no knobs",
+                hint=f"set it on one rule instead ({prefix}.rules.<name>.{knob}=...)",
+            )
+
+
+def _to_plain(cfg: Any) -> Any:
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=False)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    return cfg
+
+
+def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
+    """Normalize any accepted config form into a :class:`ParsedConfig`.
+
+    >>> parsed = parse_config({"rules": {"fc": {"type": "Normal", "std": 0.02, "layer": "Linear"}}})
+    >>> [(r.label, r.init.describe()) for r in parsed.rules]
+    [('fc', 'Normal(mean=0.0, std=0.02)')]
+    """
+    if cfg is None:
+        return ParsedConfig()
+    if isinstance(cfg, Rule):
+        cfg = [cfg]
+    if isinstance(cfg, DictConfig):
+        _check_knobs(OmegaConf.to_container(cfg, resolve=False), key)
+    plain = _to_plain(cfg)
+    if isinstance(plain, Mapping) and "type" not in plain:
+        return _parse_named(plain, key)
+    if isinstance(plain, Mapping):
+        plain = [plain]
+    if not isinstance(plain, (list, tuple)):
+        raise InitConfigError(
+            key, f"expected a dict, a list of dicts or Rules, got {type(cfg).__name__}",
+            hint="write {'rules': {'name': {'type': ..., ...}}}",
+        )
+    rules: list[Rule] = []
+    for i, item in enumerate(plain):
+        if isinstance(item, Rule):
+            rules.append(dataclasses.replace(item, label=item.label or f"{i}", key=f"{key}[{i}]"))
+        elif isinstance(item, Mapping):
+            rules.extend(parse_rule(item, f"{key}[{i}]", str(item.get("type", i)) + f"[{i}]"))
+        else:
+            raise InitConfigError(f"{key}[{i}]", f"expected a dict or Rule, got {item!r}")
+    return ParsedConfig(rules=_ordered(rules))
+
+
+def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
+    for name in plain:
+        if name not in _TOP_LEVEL:
+            raise InitConfigError(
+                f"{key}.{name}", f"unknown key {name!r}",
+                valid=", ".join(_TOP_LEVEL), hint=did_you_mean(str(name), _TOP_LEVEL),
+            )
+    raw_rules = plain.get("rules") or {}
+    if not isinstance(raw_rules, Mapping):
+        raise InitConfigError(f"{key}.rules", "expected a mapping of rule name -> rule")
+    rules: list[Rule] = []
+    for label, raw in raw_rules.items():
+        rkey = f"{key}.rules.{label}"
+        if isinstance(raw, Rule):
+            rules.append(dataclasses.replace(raw, label=str(label), key=rkey))
+        elif isinstance(raw, Mapping):
+            rules.extend(parse_rule(raw, rkey, str(label)))
+        elif raw is not None:
+            raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
+    seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
+    use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
+    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg)
+
+
+def _ordered(rules: list[Rule]) -> list[Rule]:
+    return [dataclasses.replace(rule, order=i) for i, rule in enumerate(rules)]

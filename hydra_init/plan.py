@@ -1,0 +1,277 @@
+"""Resolve rules against a model into a plan: one entry per parameter.
+
+The plan is plain data. It is the dry run, the source of the report, and the
+only thing execution reads, so validation happens here, before any tensor is
+written: an invalid config leaves the model untouched.
+
+Precedence for a parameter matched by several rules: a loaded checkpoint
+tensor beats every random rule (unless the Pretrained rule lists it in
+``reinit``); otherwise the highest ``(priority, depth, order)`` wins, where
+``depth`` grows for rules held in a sub-module's own ``init_cfg`` and ``order``
+is the rule's position (later wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ParsedConfig, parse_config
+from .errors import InitConfigError, closest, did_you_mean
+from .initializers import Default, Pretrained
+from .rules import Rule
+from .sampling import Draw, FillDraw
+from .selectors import ModelIndex, ParamRef, glob_match, is_known_class, torch_class_names
+
+__all__ = ["Plan", "PlanEntry", "build_plan"]
+
+WEIGHT, BIAS = "weight", "bias"
+
+
+@dataclass
+class PlanEntry:
+    """What happens to one parameter.
+
+    ``source`` is ``rule`` (drawn by ``rule``), ``pretrained`` (copied from a
+    checkpoint), ``reset`` (the module's ``reset_parameters()``, by a Default rule),
+    ``default`` (no rule: left as it is) or ``lazy`` (uninitialized, skipped).
+    """
+
+    ref: ParamRef
+    source: str
+    rule: Rule | None = None
+    role: str = WEIGHT
+    draw: Draw | None = None
+    loaded: Any = None  # pretrained: the object describing the tensor to copy
+    note: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.ref.path
+
+
+@dataclass
+class Plan:
+    """The resolved plan: entries by parameter path, rules, match counts, warnings."""
+
+    entries: dict[str, PlanEntry]
+    rules: list[Rule]
+    seed: int | None
+    matched: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    resets: list[tuple[str, nn.Module, Rule]] = field(default_factory=list)
+    pretrained: list[Any] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- rule collection
+def _owned_rules(index: ModelIndex, start: int) -> list[Rule]:
+    """Rules from modules' own ``init_cfg`` attributes, scoped to their subtrees."""
+    rules: list[Rule] = []
+    seen: set[int] = set()
+    for path, module in index.modules:
+        cfg = getattr(module, "init_cfg", None)
+        if cfg is None or id(module) in seen:
+            continue
+        seen.add(id(module))
+        key = f"{path or '<root>'}.init_cfg"
+        depth = 1 + (path.count(".") + 1 if path else 0)
+        for rule in parse_config(cfg, key=key).rules:
+            label = f"{path}:{rule.label}" if path else f"<root>:{rule.label}"
+            rules.append(
+                dataclasses.replace(rule, scope=path, depth=depth, label=label, order=start)
+            )
+            start += 1
+    return rules
+
+
+# ----------------------------------------------------------------------------- matching
+def _relative(path: str, scope: str) -> str:
+    return path[len(scope) + 1 :] if scope and path != scope else ("" if path == scope else path)
+
+
+def _under(path: str, roots: set[str]) -> bool:
+    if path in roots:
+        return True
+    return any(not r or path.startswith(r + ".") for r in roots)
+
+
+def _matched_modules(rule: Rule, index: ModelIndex) -> tuple[list[tuple[str, nn.Module]], set[str]]:
+    """Modules a rule selects, and the name globs that matched nothing."""
+    in_scope = list(index.subtree(rule.scope))
+    dead_globs: set[str] = set()
+    if rule.name:
+        roots: set[str] = set()
+        for pattern in rule.name:
+            hits = {p for p, _ in in_scope if glob_match(_relative(p, rule.scope), pattern)}
+            if not hits:
+                dead_globs.add(pattern)
+            roots |= hits
+        in_scope = [(p, m) for p, m in in_scope if _under(p, roots)]
+    if rule.exclude:
+        excluded = {
+            p for p, _ in in_scope
+            if any(glob_match(_relative(p, rule.scope), x) for x in rule.exclude)
+        }
+        in_scope = [(p, m) for p, m in in_scope if not _under(p, excluded)]
+    if rule.layer:
+        from .selectors import class_matches
+
+        in_scope = [
+            (p, m) for p, m in in_scope if any(class_matches(type(m), n) for n in rule.layer)
+        ]
+    return in_scope, dead_globs
+
+
+def _selected_params(rule: Rule, index: ModelIndex, modules) -> list[tuple[ParamRef, str]]:
+    out = []
+    for path, _ in modules:
+        for ref in index.direct_params(path):
+            if not rule.params:
+                if ref.local_name in (WEIGHT, BIAS):
+                    out.append((ref, ref.local_name))
+                continue
+            full = ref.path if not rule.scope else _relative(ref.path, rule.scope)
+            if any(
+                glob_match(full if "." in pat else ref.local_name, pat) for pat in rule.params
+            ):
+                out.append((ref, WEIGHT))
+    return out
+
+
+def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> None:
+    """Raise for typos; warn (by returning) when a rule merely has no target here."""
+    unknown = [n for n in rule.layer if not is_known_class(n, index.class_names)]
+    if unknown:
+        name = unknown[0]
+        pool = set(index.class_names) | torch_class_names()
+        raise InitConfigError(
+            f"{rule.key}.layer", f"no class named {name!r} in the model or in torch.nn",
+            valid="model classes: " + ", ".join(sorted({type(m).__name__ for _, m in index.modules})),
+            hint=did_you_mean(name, pool) or "use the class name as printed by print(model)",
+        )
+    if dead_globs and not modules:
+        pattern = sorted(dead_globs)[0]
+        raise InitConfigError(
+            f"{rule.key}.name", f"module path {pattern!r} matches no module",
+            valid="nearby paths: " + ", ".join(index.nearby_paths(pattern)),
+            hint=did_you_mean(pattern, [p for p in index.module_paths if p])
+            or "globs use * for any characters; print(dict(model.named_modules()).keys())",
+        )
+
+
+# ----------------------------------------------------------------------------- planning
+def _check_shape(rule: Rule, ref: ParamRef) -> Draw:
+    shape = ref.param.shape
+    if rule.init.needs_fan and len(shape) < 2:
+        raise InitConfigError(
+            f"{rule.key}.type",
+            f"{rule.init.type_name} needs a weight with at least 2 dims, but {ref.path} has "
+            f"shape {tuple(shape)}",
+            hint="use Constant/Ones for norm scales, or narrow the rule with layer/params "
+            f"(e.g. exclude {ref.module.__class__.__name__})",
+        )
+    try:
+        return rule.init.draw(shape)
+    except (ValueError, RuntimeError) as exc:
+        raise InitConfigError(
+            f"{rule.key}.type", f"{rule.init.type_name} cannot fill {ref.path} "
+            f"{tuple(shape)}: {exc}"
+        ) from None
+
+
+def _is_lazy(param: torch.Tensor) -> bool:
+    return isinstance(param, nn.parameter.UninitializedParameter)
+
+
+def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") -> Plan:
+    """Resolve a config against ``model`` into a :class:`Plan` without writing anything."""
+    if not isinstance(parsed, ParsedConfig):
+        parsed = parse_config(parsed, key=key)
+    index = ModelIndex(model)
+    rules = list(parsed.rules)
+    if parsed.module_init_cfg:
+        rules += _owned_rules(index, start=len(rules))
+
+    best: dict[str, tuple[tuple, Rule, str]] = {}
+    plan = Plan(entries={}, rules=rules, seed=parsed.seed)
+    loaded: dict[str, Any] = {}
+    for rule in rules:
+        modules, dead_globs = _matched_modules(rule, index)
+        if isinstance(rule.init, Pretrained):
+            from .pretrained import resolve_pretrained
+
+            found = resolve_pretrained(rule, index, modules)
+            plan.pretrained.append(found)
+            for path, tensor_ref in found.tensors.items():
+                if not any(glob_match(path, g) for g in found.reinit):
+                    loaded[path] = tensor_ref
+            plan.matched[rule.label] = len(found.tensors)
+            continue
+        selected = _selected_params(rule, index, modules)
+        plan.matched[rule.label] = len(selected)
+        if not selected:
+            _no_match_problem(rule, index, modules, dead_globs)
+            what = (
+                f"matched {len(modules)} module(s) but none has weight/bias; set params"
+                if modules else "matched nothing in this model"
+            )
+            plan.warnings.append(f"rule {rule.label!r} {what}")
+        else:
+            for pattern in sorted(dead_globs):
+                plan.warnings.append(f"rule {rule.label!r}: name {pattern!r} matches no module")
+            for name in rule.layer:
+                if not is_known_class(name, index.class_names):
+                    hint = closest(name, index.class_names | torch_class_names())
+                    plan.warnings.append(
+                        f"rule {rule.label!r}: no class {name!r} here"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    )
+        for ref, role in selected:
+            rank = rule.rank()
+            current = best.get(ref.path)
+            if current is None or rank > current[0]:
+                best[ref.path] = (rank, rule, role)
+
+    for path, ref in index.params.items():
+        if _is_lazy(ref.param):
+            plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
+        elif path in loaded:
+            plan.entries[path] = PlanEntry(ref, "pretrained", loaded=loaded[path])
+        elif path in best:
+            _, rule, role = best[path]
+            plan.entries[path] = _entry_for(ref, rule, role)
+        else:
+            plan.entries[path] = PlanEntry(ref, "default")
+    plan.resets = _resets(plan)
+    return plan
+
+
+def _entry_for(ref: ParamRef, rule: Rule, role: str) -> PlanEntry:
+    if isinstance(rule.init, Default):
+        return PlanEntry(ref, "reset", rule=rule, role=role)
+    if role == BIAS:
+        return PlanEntry(ref, "rule", rule=rule, role=role, draw=FillDraw(rule.init.bias_value))
+    return PlanEntry(ref, "rule", rule=rule, role=role, draw=_check_shape(rule, ref))
+
+
+def _resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
+    out: dict[int, tuple[str, nn.Module, Rule]] = {}
+    for entry in plan.entries.values():
+        if entry.source != "reset":
+            continue
+        module = entry.ref.module
+        if not callable(getattr(module, "reset_parameters", None)) and not callable(
+            getattr(module, "_reset_parameters", None)
+        ):
+            raise InitConfigError(
+                f"{entry.rule.key}.type",
+                f"Default needs reset_parameters() but {entry.ref.module_path or '<root>'} "
+                f"({type(module).__name__}) has none",
+                hint="pick an explicit initializer for this module, or exclude it",
+            )
+        out.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
+    return list(out.values())

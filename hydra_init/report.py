@@ -1,0 +1,196 @@
+"""The init report, built from the plan (never by comparing values before and after).
+
+>>> import torch.nn as nn, hydra_init
+>>> report = hydra_init.plan(nn.Linear(4, 2), {"rules": {"fc": {"type": "Zeros", "layer": "Linear"}}})
+>>> report.totals["rule"]
+2
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .plan import Plan, PlanEntry
+
+__all__ = ["InitReport", "ParamRecord"]
+
+log = logging.getLogger("hydra_init")
+
+SOURCES = ("rule", "reset", "pretrained", "default", "lazy")
+_SOURCE_TITLES = {
+    "rule": "initialized by a rule",
+    "reset": "reset_parameters()",
+    "pretrained": "loaded from a checkpoint",
+    "default": "left at default (no rule)",
+    "lazy": "lazy, skipped",
+}
+
+
+@dataclass(frozen=True)
+class ParamRecord:
+    """One parameter's line in the report."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    source: str
+    rule: str | None
+    init: str
+    detail: str = ""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def _describe(entry: PlanEntry) -> tuple[str, str]:
+    if entry.source == "pretrained":
+        return "Pretrained", f"{entry.loaded.checkpoint}:{entry.loaded.key}"
+    if entry.source in ("default", "lazy"):
+        return "-", entry.note
+    if entry.source == "reset":
+        return f"{type(entry.ref.module).__name__}.reset_parameters()", ""
+    if entry.role == "bias":
+        return f"bias={entry.rule.init.bias_value:g}", ""
+    return entry.rule.init.describe(), ""
+
+
+@dataclass
+class InitReport:
+    """What an init did (or, from :func:`hydra_init.plan`, would do) to every parameter.
+
+    Attributes:
+        params: one :class:`ParamRecord` per parameter, in model order.
+        rules: per rule label, its initializer and how many parameters it matched
+            and won.
+        warnings: rules that matched nothing and other non-fatal findings.
+        seed: the seed used (``None`` for a dry run without a seed).
+        applied: ``False`` for a dry run.
+    """
+
+    params: list[ParamRecord]
+    rules: dict[str, dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    seed: int | None = None
+    applied: bool = True
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_plan(cls, plan: Plan, seed: int | None, applied: bool) -> InitReport:
+        records = []
+        won: dict[str, int] = defaultdict(int)
+        for entry in plan.entries.values():
+            init, detail = _describe(entry)
+            label = entry.rule.label if entry.rule is not None else None
+            if label is not None:
+                won[label] += 1
+            param = entry.ref.param
+            shape = () if entry.source == "lazy" else tuple(param.shape)
+            records.append(
+                ParamRecord(entry.path, shape, str(param.dtype).removeprefix("torch."),
+                            entry.source, label, init, detail)
+            )
+        rules = {
+            r.label: {"init": r.init.describe(), "args": r.init.args(), "matched": plan.matched.get(r.label, 0),
+                      "written": won.get(r.label, 0), "key": r.key}
+            for r in plan.rules
+        }
+        checkpoints = [
+            {"checkpoint": p.checkpoint, "rule": p.rule.label, "loaded": len(p.tensors),
+             "unexpected": list(p.unexpected), "missing": list(p.missing)}
+            for p in plan.pretrained
+        ]
+        return cls(records, rules, list(plan.warnings), seed, applied, checkpoints)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def totals(self) -> dict[str, int]:
+        """Parameter counts by source, plus ``params`` and ``values`` overall."""
+        out = {s: 0 for s in SOURCES}
+        for rec in self.params:
+            out[rec.source] += 1
+        out["params"] = len(self.params)
+        out["values"] = sum(r.numel for r in self.params)
+        return out
+
+    def by_source(self, source: str) -> list[str]:
+        """Paths of the parameters with this source (``default`` = left untouched)."""
+        return [r.path for r in self.params if r.source == source]
+
+    def __getitem__(self, path: str) -> ParamRecord:
+        for rec in self.params:
+            if rec.path == path:
+                return rec
+        raise KeyError(path)
+
+    # ------------------------------------------------------------------ output
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``json.dumps(report.to_dict())``)."""
+        return {
+            "applied": self.applied,
+            "seed": self.seed,
+            "totals": self.totals,
+            "rules": self.rules,
+            "warnings": self.warnings,
+            "checkpoints": self.checkpoints,
+            "params": [
+                {"path": r.path, "shape": list(r.shape), "dtype": r.dtype, "source": r.source,
+                 "rule": r.rule, "init": r.init, "detail": r.detail}
+                for r in self.params
+            ],
+        }
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def _groups(self) -> list[tuple[str, str, str, list[ParamRecord]]]:
+        groups: dict[tuple[str, str, str], list[ParamRecord]] = {}
+        for rec in self.params:
+            groups.setdefault((rec.source, rec.rule or "-", rec.init), []).append(rec)
+        order = {s: i for i, s in enumerate(SOURCES)}
+        return [(*k, v) for k, v in sorted(groups.items(), key=lambda kv: order[kv[0][0]])]
+
+    def __str__(self) -> str:
+        t = self.totals
+        head = (
+            f"hydra_init {'init report' if self.applied else 'plan (dry run)'}: "
+            f"{t['params']} parameters, {t['values']:,} values"
+            + (f", seed {self.seed}" if self.seed is not None else "")
+        )
+        rows = [("source", "rule", "initializer", "params", "values", "examples")]
+        for source, rule, init, recs in self._groups():
+            paths = [r.path for r in recs]
+            examples = ", ".join(paths[:3]) + (f", ... (+{len(paths) - 3})" if len(paths) > 3 else "")
+            rows.append((source, rule, init, str(len(recs)),
+                         f"{sum(r.numel for r in recs):,}", examples))
+        widths = [min(max(len(r[i]) for r in rows), 80) for i in range(5)]
+        lines = [head]
+        for row in rows:
+            cells = [row[i][: widths[i]].ljust(widths[i]) if i < 3 else row[i].rjust(widths[i])
+                     for i in range(5)]
+            lines.append("  " + "  ".join(cells) + "  " + row[5])
+        summary = ", ".join(f"{t[s]} {_SOURCE_TITLES[s]}" for s in SOURCES if t[s])
+        lines.append("  totals: " + summary)
+        for ckpt in self.checkpoints:
+            lines.append(
+                f"  checkpoint {ckpt['checkpoint']}: {ckpt['loaded']} loaded, "
+                f"{len(ckpt['unexpected'])} unexpected keys, {len(ckpt['missing'])} not in checkpoint"
+            )
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def log(self, logger: logging.Logger = log) -> None:
+        """Summary at INFO; one line per parameter at DEBUG; warnings at WARNING."""
+        logger.info("%s", self)
+        if logger.isEnabledFor(logging.DEBUG):
+            for r in self.params:
+                logger.debug("%s %s %s: %s %s", r.path, list(r.shape), r.dtype, r.init, r.detail)
+        for w in self.warnings:
+            logger.warning("hydra_init: %s", w)

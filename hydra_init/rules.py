@@ -1,0 +1,75 @@
+"""A rule: which parameters an initializer writes.
+
+>>> from hydra_init import Rule, Kaiming
+>>> Rule(Kaiming(mode="fan_in"), layer="Conv2d").layer
+('Conv2d',)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .initializers import Initializer
+
+__all__ = ["Rule", "as_tuple"]
+
+
+def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``None -> ()``, ``"a" -> ("a",)``, ``["a", "b"] -> ("a", "b")``."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An initializer plus the selectors that say what it touches.
+
+    Args:
+        init: the initializer config (``Kaiming(...)``, ``Normal(std=0.02)`` ...).
+        layer: class names, matched against every class in a module's MRO, by
+            simple name (``Conv2d``, ``_BatchNorm``) or qualified name
+            (``torch.nn.Conv2d``). Empty: any class.
+        name: module-path globs (``backbone.layer*.conv1``, ``*.attn.proj``); a
+            matching module brings its whole subtree. Empty: the whole model.
+        params: parameter globs. Empty (default): ``weight`` gets the initializer
+            and ``bias`` gets the constant ``init.bias``. Given: every matching
+            parameter gets the initializer. A glob with a dot matches the full
+            parameter path (``blocks.*.attn.qkv.weight``).
+        exclude: module-path globs whose subtrees are left out.
+        priority: a higher priority wins; equal priorities go to the later rule.
+        optional: when true, matching nothing is a report warning, not an error.
+        label: the rule's name in reports and errors (set from the config key).
+
+    A parameter that several rules match is written once, by the winner.
+    """
+
+    init: Initializer
+    layer: tuple[str, ...] = ()
+    name: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    priority: int = 0
+    optional: bool = False
+    label: str = ""
+    # Filled in by the engine:
+    key: str = field(default="", compare=False)
+    scope: str = ""
+    depth: int = 0
+    order: int = 0
+
+    def __post_init__(self) -> None:
+        for attr in ("layer", "name", "params", "exclude"):
+            object.__setattr__(self, attr, as_tuple(getattr(self, attr)))
+
+    def rank(self) -> tuple[int, int, int]:
+        """Precedence: priority, then nesting depth of the owning module, then order.
+
+        ``depth`` is 0 for the config given to :func:`hydra_init.apply` and grows
+        with the depth of a module whose own ``init_cfg`` holds the rule, so an
+        inner ``init_cfg`` wins over outer rules for its subtree.
+        """
+        return (self.priority, self.depth, self.order)
