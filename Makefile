@@ -16,9 +16,7 @@ INIT ?= kaiming_conv
 .PHONY: demo test lint bench sweep clean
 
 $(STAMP): $(SOURCES)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=strict
+	$(PYTHON) scripts/install.py $(VENV)
 	touch $(STAMP)
 
 demo: $(STAMP)
