@@ -26,11 +26,12 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import InitConfigError, did_you_mean
+from .expressions import evaluate, names_in
 from .initializers import REGISTRY, Initializer
 from .rules import Rule, as_tuple
 from .schema import KNOBS, SELECTOR_FIELDS
 
-__all__ = ["ParsedConfig", "parse_config", "parse_rule"]
+__all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "specialize"]
 
 _TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", *sorted(KNOBS))
 
@@ -157,11 +158,16 @@ def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
             f"{key}.{unknown[0]}", f"unknown rule key {unknown[0]!r}",
             valid=", ".join(valid), hint=did_you_mean(unknown[0], valid),
         )
-    init = build_initializer(cls, init_args, key)
+    names = _names(raw.get("name"), f"{key}.name")
+    expr = _expressions(raw.get("expr"), cls, names, f"{key}.expr")
+    constant = {arg: _constant(text, f"{key}.expr.{arg}") for arg, text in expr if not names_in(text)}
+    init = build_initializer(cls, {**init_args, **constant}, key)
+    per_module = tuple((arg, text) for arg, text in expr if arg not in constant)
     rule = Rule(
         init=init,
+        expr=per_module,
         layer=_names(raw.get("layer"), f"{key}.layer"),
-        name=_names(raw.get("name"), f"{key}.name"),
+        name=names,
         params=_names(raw.get("params"), f"{key}.params"),
         exclude=_names(raw.get("exclude"), f"{key}.exclude"),
         priority=_coerce(raw.get("priority", 0), int, f"{key}.priority"),
@@ -170,6 +176,68 @@ def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
         key=key,
     )
     return [rule, *_override_rules(raw.get("override"), rule, init_args, cls, key)]
+
+
+_CAPTURE = re.compile(r"\{(\w+)\}")
+
+
+def _expressions(
+    raw: Any, cls: type[Initializer], names: tuple[str, ...], key: str
+) -> tuple[tuple[str, str], ...]:
+    """Validate ``expr``: known arguments, parseable text, names captured by ``name``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise InitConfigError(key, f"expected a mapping argument -> expression, got {raw!r}")
+    captured = {c for pattern in names for c in _CAPTURE.findall(pattern)}
+    args = [f.name for f in dataclasses.fields(cls)]
+    out = []
+    for arg, text in raw.items():
+        if arg not in args:
+            raise InitConfigError(
+                f"{key}.{arg}", f"{cls.type_name} has no argument {arg!r}",
+                valid=", ".join(args), hint=did_you_mean(str(arg), args),
+            )
+        if not isinstance(text, (str, int, float)) or isinstance(text, bool):
+            raise InitConfigError(f"{key}.{arg}", f"expected an expression string, got {text!r}")
+        text = str(text)
+        try:
+            used = names_in(text)
+        except ValueError as exc:
+            raise InitConfigError(f"{key}.{arg}", str(exc)) from None
+        for name in sorted(used - captured):
+            raise InitConfigError(
+                f"{key}.{arg}", f"{name!r} is not captured by any name glob of this rule",
+                valid=("captures: " + ", ".join(sorted(captured))) if captured else
+                "no captures: add {" + name + "} to a name glob, e.g. layers.{" + name + "}.attn",
+                hint=did_you_mean(name, captured),
+            )
+        out.append((str(arg), text))
+    return tuple(out)
+
+
+def _constant(text: str, key: str) -> float:
+    try:
+        return evaluate(text, {})
+    except (ValueError, ArithmeticError) as exc:
+        raise InitConfigError(key, f"{text!r}: {exc}") from None
+
+
+def specialize(
+    init: Initializer, expr: tuple[tuple[str, str], ...], captures: Mapping[str, Any], key: str
+) -> Initializer:
+    """The initializer with its ``expr`` arguments computed from one module's captures."""
+    values = dict(init.args())
+    where = ", ".join(f"{k}={v}" for k, v in captures.items())
+    for arg, text in expr:
+        try:
+            values[arg] = evaluate(text, captures)
+        except (ValueError, ArithmeticError) as exc:
+            raise InitConfigError(f"{key}.expr.{arg}", f"{text!r} at {where}: {exc}") from None
+    try:
+        return build_initializer(type(init), values, key)
+    except InitConfigError as exc:
+        raise InitConfigError(f"{key}.expr", f"at {where}: {exc.problem}", valid=exc.valid) from None
 
 
 def _all_init_args() -> set[str]:

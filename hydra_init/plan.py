@@ -20,12 +20,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ParsedConfig, parse_config
+from .config import ParsedConfig, parse_config, specialize
 from .errors import InitConfigError, closest, did_you_mean
-from .initializers import Default, Pretrained
+from .initializers import Default, Initializer, Pretrained
 from .rules import Rule
 from .sampling import Draw, FillDraw
-from .selectors import ModelIndex, ParamRef, glob_match, is_known_class, torch_class_names
+from .selectors import (
+    ModelIndex,
+    ParamRef,
+    glob_captures,
+    glob_match,
+    is_known_class,
+    torch_class_names,
+)
 
 __all__ = ["Plan", "PlanEntry", "build_plan"]
 
@@ -44,6 +51,7 @@ class PlanEntry:
     ref: ParamRef
     source: str
     rule: Rule | None = None
+    init: Initializer | None = None  # the rule's initializer, with expr arguments computed
     role: str = WEIGHT
     draw: Draw | None = None
     loaded: Any = None  # pretrained: the object describing the tensor to copy
@@ -93,37 +101,57 @@ def _relative(path: str, scope: str) -> str:
     return path[len(scope) + 1 :] if scope and path != scope else ("" if path == scope else path)
 
 
-def _under(path: str, roots: set[str]) -> bool:
-    if path in roots:
-        return True
-    return any(not r or path.startswith(r + ".") for r in roots)
+Captures = dict[str, Any]
 
 
-def _matched_modules(rule: Rule, index: ModelIndex) -> tuple[list[tuple[str, nn.Module]], set[str]]:
-    """Modules a rule selects, and the name globs that matched nothing."""
+def _root_of(path: str, roots: dict[str, Captures]) -> Captures | None:
+    """The captures of the matched root that ``path`` lies under (deepest root wins)."""
+    while True:
+        if path in roots:
+            return roots[path]
+        if not path:
+            return None
+        path = path.rpartition(".")[0]
+
+
+def _matched_modules(
+    rule: Rule, index: ModelIndex
+) -> tuple[list[tuple[str, nn.Module]], set[str], dict[str, Captures]]:
+    """Modules a rule selects, the name globs that matched nothing, and path captures."""
     in_scope = list(index.subtree(rule.scope))
     dead_globs: set[str] = set()
+    captures: dict[str, Captures] = {}
     if rule.name:
-        roots: set[str] = set()
+        roots: dict[str, Captures] = {}
         for pattern in rule.name:
-            hits = {p for p, _ in in_scope if glob_match(_relative(p, rule.scope), pattern)}
-            if not hits:
+            found = False
+            for p, _ in in_scope:
+                got = glob_captures(_relative(p, rule.scope), pattern)
+                if got is not None:
+                    roots.setdefault(p, got)
+                    found = True
+            if not found:
                 dead_globs.add(pattern)
-            roots |= hits
-        in_scope = [(p, m) for p, m in in_scope if _under(p, roots)]
+        kept = []
+        for p, m in in_scope:
+            got = _root_of(p, roots)
+            if got is not None:
+                kept.append((p, m))
+                captures[p] = got
+        in_scope = kept
     if rule.exclude:
-        excluded = {
-            p for p, _ in in_scope
+        excluded: dict[str, Captures] = {
+            p: {} for p, _ in in_scope
             if any(glob_match(_relative(p, rule.scope), x) for x in rule.exclude)
         }
-        in_scope = [(p, m) for p, m in in_scope if not _under(p, excluded)]
+        in_scope = [(p, m) for p, m in in_scope if _root_of(p, excluded) is None]
     if rule.layer:
         from .selectors import class_matches
 
         in_scope = [
             (p, m) for p, m in in_scope if any(class_matches(type(m), n) for n in rule.layer)
         ]
-    return in_scope, dead_globs
+    return in_scope, dead_globs, captures
 
 
 def _selected_params(rule: Rule, index: ModelIndex, modules) -> list[tuple[ParamRef, str]]:
@@ -164,21 +192,21 @@ def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> Non
 
 
 # ----------------------------------------------------------------------------- planning
-def _check_shape(rule: Rule, ref: ParamRef) -> Draw:
+def _check_shape(rule: Rule, init: Initializer, ref: ParamRef) -> Draw:
     shape = ref.param.shape
-    if rule.init.needs_fan and len(shape) < 2:
+    if init.needs_fan and len(shape) < 2:
         raise InitConfigError(
             f"{rule.key}.type",
-            f"{rule.init.type_name} needs a weight with at least 2 dims, but {ref.path} has "
+            f"{init.type_name} needs a weight with at least 2 dims, but {ref.path} has "
             f"shape {tuple(shape)}",
             hint="use Constant/Ones for norm scales, or narrow the rule with layer/params "
             f"(e.g. exclude {ref.module.__class__.__name__})",
         )
     try:
-        return rule.init.draw(shape)
+        return init.draw(shape)
     except (ValueError, RuntimeError) as exc:
         raise InitConfigError(
-            f"{rule.key}.type", f"{rule.init.type_name} cannot fill {ref.path} "
+            f"{rule.key}.type", f"{init.type_name} cannot fill {ref.path} "
             f"{tuple(shape)}: {exc}"
         ) from None
 
@@ -200,7 +228,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
     plan = Plan(entries={}, rules=rules, seed=parsed.seed)
     loaded: dict[str, Any] = {}
     for rule in rules:
-        modules, dead_globs = _matched_modules(rule, index)
+        modules, dead_globs, captures = _matched_modules(rule, index)
         if isinstance(rule.init, Pretrained):
             from .pretrained import resolve_pretrained
 
@@ -234,7 +262,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             rank = rule.rank()
             current = best.get(ref.path)
             if current is None or rank > current[0]:
-                best[ref.path] = (rank, rule, role)
+                best[ref.path] = (rank, rule, role, captures.get(ref.module_path, {}))
 
     for path, ref in index.params.items():
         if _is_lazy(ref.param):
@@ -242,20 +270,23 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
         elif path in loaded:
             plan.entries[path] = PlanEntry(ref, "pretrained", loaded=loaded[path])
         elif path in best:
-            _, rule, role = best[path]
-            plan.entries[path] = _entry_for(ref, rule, role)
+            _, rule, role, found = best[path]
+            plan.entries[path] = _entry_for(ref, rule, role, found)
         else:
             plan.entries[path] = PlanEntry(ref, "default")
     plan.resets = _resets(plan)
     return plan
 
 
-def _entry_for(ref: ParamRef, rule: Rule, role: str) -> PlanEntry:
-    if isinstance(rule.init, Default):
-        return PlanEntry(ref, "reset", rule=rule, role=role)
+def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> PlanEntry:
+    init = rule.init
+    if rule.expr:
+        init = specialize(init, rule.expr, captures, rule.key)
+    if isinstance(init, Default):
+        return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
     if role == BIAS:
-        return PlanEntry(ref, "rule", rule=rule, role=role, draw=FillDraw(rule.init.bias_value))
-    return PlanEntry(ref, "rule", rule=rule, role=role, draw=_check_shape(rule, ref))
+        return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(init.bias_value))
+    return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=_check_shape(rule, init, ref))
 
 
 def _resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:

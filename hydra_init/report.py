@@ -58,8 +58,8 @@ def _describe(entry: PlanEntry) -> tuple[str, str]:
     if entry.source == "reset":
         return f"{type(entry.ref.module).__name__}.reset_parameters()", ""
     if entry.role == "bias":
-        return f"bias={entry.rule.init.bias_value:g}", ""
-    return entry.rule.init.describe(), ""
+        return f"bias={entry.init.bias_value:g}", ""
+    return entry.init.describe(), ""
 
 
 @dataclass
@@ -98,8 +98,13 @@ class InitReport:
                             entry.source, label, init, detail)
             )
         rules = {
-            r.label: {"init": r.init.describe(), "args": r.init.args(), "matched": plan.matched.get(r.label, 0),
-                      "written": won.get(r.label, 0), "key": r.key}
+            r.label: {
+                "init": r.init.describe(),
+                "args": r.init.args(),
+                "matched": plan.matched.get(r.label, 0),
+                "written": won.get(r.label, 0),
+                "key": r.key,
+            }
             for r in plan.rules
         }
         checkpoints = [
@@ -167,7 +172,8 @@ class InitReport:
         rows = [("source", "rule", "initializer", "params", "values", "examples")]
         for source, rule, init, recs in self._groups():
             paths = [r.path for r in recs]
-            examples = ", ".join(paths[:3]) + (f", ... (+{len(paths) - 3})" if len(paths) > 3 else "")
+            more = f", ... (+{len(paths) - 3})" if len(paths) > 3 else ""
+            examples = ", ".join(paths[:3]) + more
             rows.append((source, rule, init, str(len(recs)),
                          f"{sum(r.numel for r in recs):,}", examples))
         widths = [min(max(len(r[i]) for r in rows), 80) for i in range(5)]
@@ -181,7 +187,8 @@ class InitReport:
         for ckpt in self.checkpoints:
             lines.append(
                 f"  checkpoint {ckpt['checkpoint']}: {ckpt['loaded']} loaded, "
-                f"{len(ckpt['unexpected'])} unexpected keys, {len(ckpt['missing'])} not in checkpoint"
+                f"{len(ckpt['unexpected'])} unexpected keys, "
+                f"{len(ckpt['missing'])} not in checkpoint"
             )
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)

@@ -42,6 +42,9 @@ class Rule:
         exclude: module-path globs whose subtrees are left out.
         priority: a higher priority wins; equal priorities go to the later rule.
         optional: when true, matching nothing is a report warning, not an error.
+        expr: ``(argument, expression)`` pairs computed per module from the
+            ``{name}`` captures of the ``name`` globs, e.g.
+            ``(("std", "0.02 / sqrt(2 * (layer_id + 1))"),)``.
         label: the rule's name in reports and errors (set from the config key).
 
     A parameter that several rules match is written once, by the winner.
@@ -54,6 +57,7 @@ class Rule:
     exclude: tuple[str, ...] = ()
     priority: int = 0
     optional: bool = False
+    expr: tuple[tuple[str, str], ...] = ()
     label: str = ""
     # Filled in by the engine:
     key: str = field(default="", compare=False)
@@ -64,6 +68,8 @@ class Rule:
     def __post_init__(self) -> None:
         for attr in ("layer", "name", "params", "exclude"):
             object.__setattr__(self, attr, as_tuple(getattr(self, attr)))
+        if isinstance(self.expr, dict):
+            object.__setattr__(self, "expr", tuple(self.expr.items()))
 
     def rank(self) -> tuple[int, int, int]:
         """Precedence: priority, then nesting depth of the owning module, then order.

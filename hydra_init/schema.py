@@ -41,6 +41,7 @@ SELECTOR_FIELDS: dict[str, str] = {
     "enabled": "false turns the rule off",
     "optional": "true makes 'matched nothing' a warning instead of an error",
     "override": "mmengine-style nested rules by sub-module name",
+    "expr": "initializer arguments computed from {name} captures, e.g. {std: '0.02 / sqrt(n)'}",
 }
 """Rule keys that select what a rule touches (not initializer arguments)."""
 
@@ -70,6 +71,7 @@ def _rule_config_class() -> type:
         ("enabled", bool, field(default=True)),
         ("optional", bool, field(default=False)),
         ("override", Any, field(default=None)),
+        ("expr", Optional[dict[str, str]], field(default=None)),  # noqa: UP045
     ]
     init_fields = [
         (name, _optional(tp), field(default=None)) for name, tp in initializer_fields().items()
@@ -78,7 +80,7 @@ def _rule_config_class() -> type:
     cls.__module__ = __name__
     cls.__doc__ = (
         "One named rule: selectors (type, layer, name, params, exclude, priority, enabled,\n"
-        "optional, override) plus the arguments of every initializer, all optional.\n"
+        "optional, override, expr) plus the arguments of every initializer, all optional.\n"
         "Unset (None) arguments take the initializer's default."
     )
     return cls

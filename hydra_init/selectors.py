@@ -11,22 +11,63 @@ module paths, each class's MRO names, and which parameters live where.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import importlib
 import inspect
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["ModelIndex", "ParamRef", "glob_match", "join", "torch_class_names"]
+__all__ = ["ModelIndex", "ParamRef", "glob_captures", "glob_match", "join", "torch_class_names"]
 
 
 def join(prefix: str, name: str) -> str:
     """Join module path segments, where ``""`` is the root."""
     return f"{prefix}.{name}" if prefix and name else prefix or name
+
+
+@functools.lru_cache(maxsize=4096)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """fnmatch syntax plus ``{name}`` captures of one path segment."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        close = pattern.find("}", i)
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        elif char == "{" and close > i and pattern[i + 1 : close].isidentifier():
+            out.append(f"(?P<{pattern[i + 1 : close]}>[^.]+)")
+            i = close
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def glob_captures(path: str, pattern: str) -> dict[str, int | str] | None:
+    """Match a path against a glob; return its ``{name}`` captures, or ``None``.
+
+    Integer segments are captured as ints.
+
+    >>> glob_captures("layers.3.attention.wo", "layers.{layer_id}.attention.*")
+    {'layer_id': 3}
+    >>> glob_captures("head", "layers.{layer_id}.*") is None
+    True
+    """
+    found = _glob_regex(pattern).fullmatch(path)
+    if found is None:
+        return None
+    return {k: int(v) if v.isdigit() else v for k, v in found.groupdict().items()}
 
 
 def glob_match(path: str, pattern: str) -> bool:
@@ -35,7 +76,7 @@ def glob_match(path: str, pattern: str) -> bool:
     >>> glob_match("blocks.3.attn.proj", "*.attn.proj")
     True
     """
-    return fnmatch.fnmatchcase(path, pattern)
+    return _glob_regex(pattern).fullmatch(path) is not None
 
 
 @functools.cache

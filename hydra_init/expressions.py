@@ -1,0 +1,104 @@
+"""A small, safe arithmetic language for rule arguments that depend on the module path.
+
+A rule can capture path segments in its ``name`` globs (``layers.{layer_id}.attn.wo``)
+and compute initializer arguments from them with ``expr``::
+
+    out_proj:
+      type: TruncNormal
+      name: ["layers.{layer_id}.attention.wo", "layers.{layer_id}.feed_forward.w2"]
+      expr: {std: "0.02 / sqrt(2 * (layer_id + 1))"}
+
+Expressions are parsed with :mod:`ast` and only numbers, captured names,
+``+ - * / // % **``, parentheses and the functions in :data:`FUNCTIONS` are
+allowed. Nothing is ever passed to ``eval``.
+
+>>> evaluate("0.02 / sqrt(2 * (layer_id + 1))", {"layer_id": 1})
+0.01
+>>> evaluate("__import__('os')", {})
+Traceback (most recent call last):
+...
+ValueError: function '__import__' is not allowed; use one of: abs, exp, log, max, min, sqrt
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import operator
+from collections.abc import Mapping
+
+__all__ = ["FUNCTIONS", "evaluate", "names_in"]
+
+FUNCTIONS = {
+    "abs": abs,
+    "exp": math.exp,
+    "log": math.log,
+    "max": max,
+    "min": min,
+    "sqrt": math.sqrt,
+}
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(text: str) -> ast.Expression:
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"cannot parse {text!r}: {exc.msg}") from None
+
+
+def names_in(text: str) -> set[str]:
+    """Variable names an expression uses (function names excluded).
+
+    >>> sorted(names_in("0.02 / sqrt(2 * n_layer)"))
+    ['n_layer']
+    """
+    tree = _parse(text)
+    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in calls}
+
+
+def evaluate(text: str, variables: Mapping[str, float | int]) -> float:
+    """Evaluate an arithmetic expression with the given variables."""
+    return float(_eval(_parse(text).body, variables))
+
+
+def _eval(node: ast.AST, variables: Mapping[str, float | int]) -> float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(
+        node.value, bool
+    ):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in variables:
+            known = ", ".join(sorted(variables)) or "none"
+            raise ValueError(f"unknown name {node.id!r}; captured names here: {known}")
+        value = variables[node.id]
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"{node.id}={value!r} is not a number")
+        return value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_eval(node.left, variables), _eval(node.right, variables))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_eval(node.operand, variables))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        func = FUNCTIONS.get(node.func.id)
+        if func is None:
+            raise ValueError(
+                f"function {node.func.id!r} is not allowed; use one of: {', '.join(sorted(FUNCTIONS))}"
+            )
+        return func(*(_eval(arg, variables) for arg in node.args))
+    if isinstance(node, ast.Call):
+        raise ValueError(f"only plain calls of {', '.join(sorted(FUNCTIONS))} are allowed")
+    raise ValueError(f"{type(node).__name__} is not allowed in an init expression")
