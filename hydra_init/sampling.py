@@ -277,8 +277,9 @@ def run_parallel(tasks: Sequence[Task]) -> None:
 
 
 def _run_all(tasks: Sequence[Task]) -> None:
-    for task in tasks:
-        task()
+    with torch.no_grad():  # grad mode is thread-local: workers need their own no_grad
+        for task in tasks:
+            task()
 
 
 def fill_range_(
