@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from .config import parse_config
+from .config import ParsedConfig, parse_config
 from .execute import execute
 from .plan import build_plan
 from .report import InitReport
@@ -14,7 +14,14 @@ from .report import InitReport
 __all__ = ["apply", "plan"]
 
 
-def apply(model: nn.Module, init_cfg: Any = None, *, key: str = "init", log: bool = True) -> InitReport:
+def apply(
+    model: nn.Module,
+    init_cfg: Any = None,
+    *,
+    key: str = "init",
+    log: bool = True,
+    module_init_cfg: bool | None = None,
+) -> InitReport:
     """Initialize ``model`` from a config and return the report.
 
     ``init_cfg`` may be the named-rules form (dict, ``DictConfig`` or
@@ -23,6 +30,14 @@ def apply(model: nn.Module, init_cfg: Any = None, *, key: str = "init", log: boo
     attributes are honoured too. The whole plan is resolved and validated first:
     on any error an :class:`~hydra_init.InitConfigError` is raised and the model
     is unchanged.
+
+    Args:
+        model: the module to initialize.
+        init_cfg: the config (see above); ``None`` applies only modules' own ``init_cfg``.
+        key: the config path used in error messages (``init`` under Hydra).
+        log: log the report (INFO summary, DEBUG per parameter).
+        module_init_cfg: whether sub-modules' own ``init_cfg`` attributes take
+            part; ``None`` uses the config's ``module_init_cfg`` (default true).
 
     Example:
         >>> import torch.nn as nn, hydra_init
@@ -37,7 +52,7 @@ def apply(model: nn.Module, init_cfg: Any = None, *, key: str = "init", log: boo
         >>> report.totals["rule"], model[1].weight.detach().mean().item()
         (4, 1.0)
     """
-    resolved = build_plan(model, parse_config(init_cfg, key=key))
+    resolved = build_plan(model, _parsed(init_cfg, key, module_init_cfg))
     seed = execute(resolved)
     report = InitReport.from_plan(resolved, seed=seed, applied=True)
     if log:
@@ -45,7 +60,9 @@ def apply(model: nn.Module, init_cfg: Any = None, *, key: str = "init", log: boo
     return report
 
 
-def plan(model: nn.Module, init_cfg: Any = None, *, key: str = "init") -> InitReport:
+def plan(
+    model: nn.Module, init_cfg: Any = None, *, key: str = "init", module_init_cfg: bool | None = None
+) -> InitReport:
     """The report :func:`apply` would produce, without writing anything.
 
     >>> import torch.nn as nn, hydra_init
@@ -53,5 +70,12 @@ def plan(model: nn.Module, init_cfg: Any = None, *, key: str = "init") -> InitRe
     >>> r["weight"].init
     'Xavier(gain=1.0, distribution=normal)'
     """
-    resolved = build_plan(model, parse_config(init_cfg, key=key))
+    resolved = build_plan(model, _parsed(init_cfg, key, module_init_cfg))
     return InitReport.from_plan(resolved, seed=resolved.seed, applied=False)
+
+
+def _parsed(init_cfg: Any, key: str, module_init_cfg: bool | None) -> ParsedConfig:
+    parsed = parse_config(init_cfg, key=key)
+    if module_init_cfg is not None:
+        parsed.module_init_cfg = module_init_cfg
+    return parsed

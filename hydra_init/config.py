@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import InitConfigError, did_you_mean
 from .expressions import evaluate, names_in
-from .initializers import REGISTRY, Initializer
+from .initializers import REGISTRY, Initializer, Pretrained
 from .rules import Rule, as_tuple
 from .schema import KNOBS, SELECTOR_FIELDS
 
@@ -43,6 +43,7 @@ class ParsedConfig:
     rules: list[Rule] = field(default_factory=list)
     seed: int | None = None
     module_init_cfg: bool = True
+    warnings: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- values
@@ -324,7 +325,8 @@ def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
     plain = _to_plain(cfg)
     if isinstance(plain, Mapping) and "type" not in plain:
         return _parse_named(plain, key)
-    if isinstance(plain, Mapping):
+    single = isinstance(plain, Mapping)
+    if single:
         plain = [plain]
     if not isinstance(plain, (list, tuple)):
         raise InitConfigError(
@@ -332,14 +334,36 @@ def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
             hint="write {'rules': {'name': {'type': ..., ...}}}",
         )
     rules: list[Rule] = []
+    warnings: list[str] = []
     for i, item in enumerate(plain):
         if isinstance(item, Rule):
             rules.append(dataclasses.replace(item, label=item.label or f"{i}", key=f"{key}[{i}]"))
         elif isinstance(item, Mapping):
-            rules.extend(parse_rule(item, f"{key}[{i}]", str(item.get("type", i)) + f"[{i}]"))
+            ikey = key if single else f"{key}[{i}]"
+            parsed = parse_rule(item, ikey, str(item.get("type", i)) + f"[{i}]")
+            rules.extend(_mmengine_scope(parsed, item, ikey, warnings))
         else:
             raise InitConfigError(f"{key}[{i}]", f"expected a dict or Rule, got {item!r}")
-    return ParsedConfig(rules=_ordered(rules))
+    return ParsedConfig(rules=_ordered(rules), warnings=warnings)
+
+
+def _mmengine_scope(
+    rules: list[Rule], raw: Mapping[str, Any], key: str, warnings: list[str]
+) -> list[Rule]:
+    """mmengine reads a dict without ``layer`` as selecting nothing but its overrides.
+
+    ``dict(type='Constant', val=1, override=dict(name='reg'))`` initializes only
+    ``reg``; with no override either, mmengine initializes nothing, which we keep
+    but report as a warning.
+    """
+    if not rules or raw.get("layer") or raw.get("name") or isinstance(rules[0].init, Pretrained):
+        return rules
+    if len(rules) == 1:
+        warnings.append(
+            f"{key}: no 'layer' and no 'override', so (as in mmengine) it initializes nothing; "
+            "add layer: [...] or override: {name: ...}"
+        )
+    return rules[1:]
 
 
 def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:

@@ -76,7 +76,7 @@ class Plan:
 
 
 # ----------------------------------------------------------------------------- rule collection
-def _owned_rules(index: ModelIndex, start: int) -> list[Rule]:
+def _owned_rules(index: ModelIndex, start: int, warnings: list[str]) -> list[Rule]:
     """Rules from modules' own ``init_cfg`` attributes, scoped to their subtrees."""
     rules: list[Rule] = []
     seen: set[int] = set()
@@ -87,7 +87,9 @@ def _owned_rules(index: ModelIndex, start: int) -> list[Rule]:
         seen.add(id(module))
         key = f"{path or '<root>'}.init_cfg"
         depth = 1 + (path.count(".") + 1 if path else 0)
-        for rule in parse_config(cfg, key=key).rules:
+        parsed = parse_config(cfg, key=key)
+        warnings.extend(parsed.warnings)
+        for rule in parsed.rules:
             label = f"{path}:{rule.label}" if path else f"<root>:{rule.label}"
             rules.append(
                 dataclasses.replace(rule, scope=path, depth=depth, label=label, order=start)
@@ -221,11 +223,12 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
         parsed = parse_config(parsed, key=key)
     index = ModelIndex(model)
     rules = list(parsed.rules)
+    warnings = list(parsed.warnings)
     if parsed.module_init_cfg:
-        rules += _owned_rules(index, start=len(rules))
+        rules += _owned_rules(index, start=len(rules), warnings=warnings)
 
-    best: dict[str, tuple[tuple, Rule, str]] = {}
-    plan = Plan(entries={}, rules=rules, seed=parsed.seed)
+    best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
+    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings)
     loaded: dict[str, Any] = {}
     for rule in rules:
         modules, dead_globs, captures = _matched_modules(rule, index)

@@ -20,11 +20,12 @@ __all__ = ["InitReport", "ParamRecord"]
 
 log = logging.getLogger("hydra_init")
 
-SOURCES = ("rule", "reset", "pretrained", "default", "lazy")
+SOURCES = ("rule", "reset", "pretrained", "custom", "default", "lazy")
 _SOURCE_TITLES = {
     "rule": "initialized by a rule",
     "reset": "reset_parameters()",
     "pretrained": "loaded from a checkpoint",
+    "custom": "by a module's own init_weights()",
     "default": "left at default (no rule)",
     "lazy": "lazy, skipped",
 }
