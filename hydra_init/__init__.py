@@ -37,6 +37,7 @@ from .initializers import (
     Xavier,
     Zeros,
     bias_from_prob,
+    register_initializer,
 )
 from .report import InitReport
 from .rules import Rule
@@ -76,4 +77,5 @@ __all__ = [
     "bias_from_prob",
     "parse_config",
     "plan",
+    "register_initializer",
 ]

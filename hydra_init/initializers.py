@@ -18,6 +18,7 @@ too large for any layer wider than a handful of units. No preset relies on them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field, fields
@@ -62,6 +63,7 @@ __all__ = [
     "Zeros",
     "bias_from_prob",
     "fans",
+    "register_initializer",
 ]
 
 
@@ -573,4 +575,37 @@ REGISTRY: dict[str, type[Initializer]] = {
         Pretrained,
     )
 }
-"""Config ``type`` name -> initializer class. ``register_initializer`` adds to it."""
+"""Config ``type`` name -> initializer class. :func:`register_initializer` adds to it."""
+
+
+def register_initializer(cls: type[Initializer]) -> type[Initializer]:
+    """Class decorator: make a custom initializer usable as ``type: <type_name>``.
+
+    The class is a dataclass subclass of :class:`Initializer` with a ``type_name``
+    and a ``draw(shape)`` returning a :class:`~hydra_init.sampling.Draw`.
+
+    >>> from dataclasses import dataclass
+    >>> @register_initializer
+    ... @dataclass
+    ... class HalfNormal(Initializer):
+    ...     std: float = 1.0
+    ...     type_name: ClassVar[str] = "HalfNormal"
+    ...     def draw(self, shape):
+    ...         return NormalDraw(0.0, self.std / 2)
+    >>> REGISTRY["HalfNormal"] is HalfNormal
+    True
+    >>> del REGISTRY["HalfNormal"]
+
+    Arguments that no built-in initializer has are not part of the Hydra schema
+    (:class:`~hydra_init.schema.RuleConfig` is generated at import), so set them
+    from Python or plain dict configs; Hydra presets can use the built-in names.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Initializer) and dataclasses.is_dataclass(cls)):
+        raise TypeError("register_initializer expects a dataclass subclass of Initializer")
+    if not cls.type_name:
+        raise TypeError(f"{cls.__name__} needs a type_name class attribute")
+    existing = REGISTRY.get(cls.type_name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"an initializer named {cls.type_name!r} is already registered")
+    REGISTRY[cls.type_name] = cls
+    return cls
