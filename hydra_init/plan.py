@@ -183,6 +183,17 @@ def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> Non
             valid="model classes: " + ", ".join(sorted({type(m).__name__ for _, m in index.modules})),
             hint=did_you_mean(name, pool) or "use the class name as printed by print(model)",
         )
+    if rule.optional:
+        return
+    if rule.params and modules:
+        names = sorted({ref.local_name for p, _ in modules for ref in index.direct_params(p)})
+        raise InitConfigError(
+            f"{rule.key}.params",
+            f"{list(rule.params)} match no parameter of the {len(modules)} selected module(s)",
+            valid="parameters there: " + (", ".join(names[:12]) or "none"),
+            hint=did_you_mean(rule.params[0], names) or "params globs match parameter names "
+            "(weight, in_proj_weight, cls_token) or full paths with dots",
+        )
     if dead_globs and not modules:
         pattern = sorted(dead_globs)[0]
         raise InitConfigError(
@@ -254,6 +265,10 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
         else:
             for pattern in sorted(dead_globs):
                 plan.warnings.append(f"rule {rule.label!r}: name {pattern!r} matches no module")
+            for pattern in rule.exclude:
+                if not any(glob_match(_relative(p, rule.scope), pattern)
+                           for p, _ in index.subtree(rule.scope)):
+                    plan.warnings.append(f"rule {rule.label!r}: exclude {pattern!r} matches no module")
             for name in rule.layer:
                 if not is_known_class(name, index.class_names):
                     hint = closest(name, index.class_names | torch_class_names())
