@@ -118,6 +118,16 @@ class InitConfig:
     bias_prob: Optional[float] = None  # noqa: UP045
     checkpoint: Optional[str] = None  # noqa: UP045
     prefix: Optional[str] = None  # noqa: UP045
+    # knobs of the model-family recipes (conf/init/<recipe>.yaml, docs/recipes.md)
+    zero_init_residual: Optional[bool] = None  # noqa: UP045  # resnet: zero each block's last BN scale
+    head_bias: Optional[float] = None  # noqa: UP045  # vit_jax: classifier head bias (timm head_bias)
+    n_layer: Optional[int] = None  # noqa: UP045  # gpt2: depth in 0.02/sqrt(2*n_layer) for c_proj
+    dim: Optional[int] = None  # noqa: UP045  # llama: model width, output projection std dim**-0.5
+    cls_head: Optional[str] = None  # noqa: UP045  # retinanet_head: module glob of the class logits
+    policy_head: Optional[str] = None  # noqa: UP045  # rl_orthogonal: module glob of the policy output
+    value_head: Optional[str] = None  # noqa: UP045  # rl_orthogonal: module glob of the value output
+    policy_gain: Optional[float] = None  # noqa: UP045  # rl_orthogonal: policy head gain (0.01)
+    value_gain: Optional[float] = None  # noqa: UP045  # rl_orthogonal: value head gain (1.0)
 
 
 KNOBS: frozenset[str] = frozenset(
