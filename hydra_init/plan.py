@@ -142,8 +142,10 @@ def _matched_modules(
                 captures[p] = got
         in_scope = kept
     if rule.exclude:
+        # Over the whole scope, not only what the name globs kept: an excluded module
+        # may sit above the selected ones (name: "*.conv1", exclude: "backbone.layer2").
         excluded: dict[str, Captures] = {
-            p: {} for p, _ in in_scope
+            p: {} for p, _ in index.subtree(rule.scope)
             if any(glob_match(_relative(p, rule.scope), x) for x in rule.exclude)
         }
         in_scope = [(p, m) for p, m in in_scope if _root_of(p, excluded) is None]
