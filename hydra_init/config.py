@@ -277,6 +277,8 @@ def _override_rules(
             )
         if "layer" in item:
             raise InitConfigError(f"{okey}.layer", "an override selects by 'name' only")
+        # Same priority as the parent and a later order, so the override wins over it.
+        item.setdefault("priority", parent.priority)
         label = f"{parent.label}.override[{item['name']}]"
         out.extend(parse_rule(item, okey, label))
     return out
