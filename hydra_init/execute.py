@@ -65,6 +65,10 @@ def execute(plan: Plan) -> int:
                 from .pretrained import copy_loaded
 
                 copy_loaded(entry.ref.param, entry.loaded)
+        if plan.pretrained:
+            from .pretrained import copy_buffers
+
+            copy_buffers(plan.pretrained)
         for entry in plan.entries.values():
             _zero_padding_row(entry)
     return seed

@@ -21,11 +21,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 
+from .checkpoints.keymap import WRAPPER_PREFIXES, parse_rename
+from .checkpoints.policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
 from .errors import InitConfigError
 from .sampling import (
     DiracDraw,
@@ -529,16 +532,44 @@ class Default(Initializer):
 class Pretrained(Initializer):
     """Copy tensors from a checkpoint instead of drawing them.
 
-    ``prefix`` keeps only the checkpoint keys under it (``backbone.`` from a
-    detector), ``map_location`` defaults to ``cpu``. Parameters the checkpoint
-    covers are never overwritten by random rules, except those whose path matches
-    a ``reinit`` glob (``reinit: [head.*]``), which the other rules then draw.
+    Loaded parameters are never overwritten by random rules, whatever the rule
+    order or priority; parameters the checkpoint does not cover are left to the
+    other rules and listed in the report as "initialized (not in checkpoint)".
+    Reading happens while planning, so every problem is raised before the model
+    changes. See ``docs/pretrained.md``.
+
+    Args:
+        checkpoint: a path, ``file://``, ``http(s)://`` (cached under
+            ``$TORCH_HOME/hub``) or a registered scheme such as ``torchvision://``.
+        sha256: expected sha256 of the file (hex, the full digest or a prefix of
+            at least 8 characters), checked whatever the source.
+        state_dict_key: dotted entry holding the weights (``state_dict_ema``);
+            default: the top level, else ``state_dict``, ``model``, ``model_state_dict``.
+        prefix: keep only keys under it, removing it (``backbone.`` from a detector).
+        map_location: device the file is read onto (``cpu``).
+        strip_prefixes: wrapper prefixes removed when every key has them.
+        rename: ``"regex=>replacement"`` strings applied in order (``re.sub``).
+        reinit: path globs of checkpoint-covered parameters the other rules
+            initialize instead (``[head.*]``).
+        missing_keys / unexpected_keys / shape_mismatch / dtype_mismatch: policies,
+            see :mod:`hydra_init.checkpoints.policies`.
+
+    >>> Pretrained(checkpoint="detector.pth", prefix="backbone.").describe()
+    "Pretrained(checkpoint='detector.pth', prefix='backbone.')"
     """
 
     checkpoint: str = ""
+    sha256: str | None = None
+    state_dict_key: str | None = None
     prefix: str | None = None
     map_location: str = "cpu"
+    strip_prefixes: list[str] = field(default_factory=lambda: list(WRAPPER_PREFIXES))
+    rename: list[str] = field(default_factory=list)
     reinit: list[str] = field(default_factory=list)
+    missing_keys: MissingKeys = MissingKeys.init
+    unexpected_keys: UnexpectedKeys = UnexpectedKeys.ignore
+    shape_mismatch: ShapeMismatch = ShapeMismatch.error
+    dtype_mismatch: DtypeMismatch = DtypeMismatch.convert
     type_name: ClassVar[str] = "Pretrained"
 
     def validate(self, key: str) -> None:
@@ -548,7 +579,45 @@ class Pretrained(Initializer):
             f"{key}.checkpoint",
             "Pretrained needs a checkpoint",
             "a path, file://, http(s):// URL or a registered scheme",
+            "with the pretrained preset, set init.checkpoint=PATH",
         )
+        _check(
+            self.bias == 0.0 and self.bias_prob is None,
+            f"{key}.bias" if self.bias_prob is None else f"{key}.bias_prob",
+            "Pretrained copies biases from the checkpoint and has no bias value",
+            "no bias/bias_prob on a Pretrained rule",
+            "set bias on the rule that initializes the parameters the checkpoint lacks",
+        )
+        _check(
+            self.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{8,64}", self.sha256) is not None,
+            f"{key}.sha256",
+            f"sha256={self.sha256!r} is not a hex digest",
+            "8 to 64 hex characters (a prefix of the file's sha256)",
+            "compute it with: sha256sum FILE",
+        )
+        try:
+            torch.device(self.map_location)
+        except (RuntimeError, TypeError) as exc:
+            raise InitConfigError(
+                f"{key}.map_location", f"{self.map_location!r} is not a device: {exc}",
+                valid="cpu, cuda, cuda:0, mps, ...",
+            ) from None
+        for name in ("strip_prefixes", "reinit"):
+            for i, item in enumerate(getattr(self, name)):
+                _check(bool(item), f"{key}.{name}[{i}]", "empty string", "a non-empty string")
+        for i, item in enumerate(self.strip_prefixes):
+            _check(item.endswith("."), f"{key}.strip_prefixes[{i}]", f"{item!r} does not end with '.'",
+                   "module path prefixes such as 'module.'", f"write {item + '.'!r}")
+        parse_rename(self.rename, f"{key}.rename")
+
+    def describe(self) -> str:
+        """The checkpoint and the arguments that differ from their defaults."""
+        defaults = Pretrained()
+        changed = {
+            k: v for k, v in self.args().items()
+            if k not in ("bias", "bias_prob") and (k == "checkpoint" or v != getattr(defaults, k))
+        }
+        return f"Pretrained({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def draw(self, shape: torch.Size) -> Draw:  # pragma: no cover - loaded by the engine
         raise TypeError("Pretrained is loaded by the engine")

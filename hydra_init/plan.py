@@ -248,11 +248,16 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
         if isinstance(rule.init, Pretrained):
             from .pretrained import resolve_pretrained
 
+            if not modules:
+                _no_match_problem(rule, index, modules, dead_globs)
+                if rule.optional:
+                    plan.warnings.append(f"rule {rule.label!r} matched nothing in this model")
+                    continue
             found = resolve_pretrained(rule, index, modules)
             plan.pretrained.append(found)
             for path, tensor_ref in found.tensors.items():
-                if not any(glob_match(path, g) for g in found.reinit):
-                    loaded[path] = tensor_ref
+                if path not in loaded or tensor_ref.rank > loaded[path].rank:
+                    loaded[path] = tensor_ref  # of two Pretrained rules, the higher-ranked wins
             plan.matched[rule.label] = len(found.tensors)
             continue
         selected = _selected_params(rule, index, modules)
@@ -288,7 +293,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
         if _is_lazy(ref.param):
             plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
         elif path in loaded:
-            plan.entries[path] = PlanEntry(ref, "pretrained", loaded=loaded[path])
+            plan.entries[path] = PlanEntry(ref, "pretrained", rule=loaded[path].rule, loaded=loaded[path])
         elif path in best:
             _, rule, role, found = best[path]
             plan.entries[path] = _entry_for(ref, rule, role, found)

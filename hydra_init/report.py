@@ -82,13 +82,17 @@ class InitReport:
     seed: int | None = None
     applied: bool = True
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    not_loaded: dict[str, str] = field(default_factory=dict)
+    """Parameter path -> why a Pretrained rule targeting it did not load it."""
 
     @classmethod
     def from_plan(cls, plan: Plan, seed: int | None, applied: bool) -> InitReport:
         records = []
         won: dict[str, int] = defaultdict(int)
+        not_loaded = _not_loaded(plan)
         for entry in plan.entries.values():
             init, detail = _describe(entry)
+            detail = not_loaded.get(entry.path, detail) if entry.source != "pretrained" else detail
             label = entry.rule.label if entry.rule is not None else None
             if label is not None:
                 won[label] += 1
@@ -108,12 +112,10 @@ class InitReport:
             }
             for r in plan.rules
         }
-        checkpoints = [
-            {"checkpoint": p.checkpoint, "rule": p.rule.label, "loaded": len(p.tensors),
-             "unexpected": list(p.unexpected), "missing": list(p.missing)}
-            for p in plan.pretrained
-        ]
-        return cls(records, rules, list(plan.warnings), seed, applied, checkpoints)
+        checkpoints = [p.to_dict() for p in plan.pretrained]
+        not_loaded = {r.path: r.detail for r in records if r.path in not_loaded and r.source != "pretrained"}
+        warnings = list(plan.warnings) + _left_at_default_warnings(records, not_loaded)
+        return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -125,6 +127,28 @@ class InitReport:
         out["params"] = len(self.params)
         out["values"] = sum(r.numel for r in self.params)
         return out
+
+    @property
+    def not_in_checkpoint(self) -> list[str]:
+        """Parameters a Pretrained rule targeted but did not load, initialized by another rule.
+
+        The new head or adapter of a fine-tuning model: "initialized (not in checkpoint)".
+        """
+        return [r.path for r in self.params if r.path in self.not_loaded and r.source in _INITIALIZED]
+
+    @property
+    def pretrained_totals(self) -> dict[str, int]:
+        """Counts over all parameters: loaded, initialized (of which not in a checkpoint),
+        left at default, plus checkpoint keys that matched nothing (``unexpected_keys``)."""
+        t = self.totals
+        return {
+            "loaded": t["pretrained"],
+            "initialized": sum(t[s] for s in _INITIALIZED if s in t),
+            "initialized_not_in_checkpoint": len(self.not_in_checkpoint),
+            "left_at_default": t["default"],
+            "unexpected_keys": sum(len(c["unexpected"]) for c in self.checkpoints),
+            "buffers_loaded": sum(c["buffers_loaded"] for c in self.checkpoints),
+        }
 
     def by_source(self, source: str) -> list[str]:
         """Paths of the parameters with this source (``default`` = left untouched)."""
@@ -146,6 +170,8 @@ class InitReport:
             "rules": self.rules,
             "warnings": self.warnings,
             "checkpoints": self.checkpoints,
+            **({"pretrained": {**self.pretrained_totals, "not_loaded": self.not_loaded}}
+               if self.checkpoints else {}),
             "params": [
                 {"path": r.path, "shape": list(r.shape), "dtype": r.dtype, "source": r.source,
                  "rule": r.rule, "init": r.init, "detail": r.detail}
@@ -185,12 +211,7 @@ class InitReport:
             lines.append("  " + "  ".join(cells) + "  " + row[5])
         summary = ", ".join(f"{t[s]} {_SOURCE_TITLES[s]}" for s in SOURCES if t[s])
         lines.append("  totals: " + summary)
-        for ckpt in self.checkpoints:
-            lines.append(
-                f"  checkpoint {ckpt['checkpoint']}: {ckpt['loaded']} loaded, "
-                f"{len(ckpt['unexpected'])} unexpected keys, "
-                f"{len(ckpt['missing'])} not in checkpoint"
-            )
+        lines.extend(_pretrained_lines(self))
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -202,3 +223,55 @@ class InitReport:
                 logger.debug("%s %s %s: %s %s", r.path, list(r.shape), r.dtype, r.init, r.detail)
         for w in self.warnings:
             logger.warning("hydra_init: %s", w)
+
+
+# ----------------------------------------------------------------------------- pretrained
+_INITIALIZED = ("rule", "reset", "custom")
+
+
+def _not_loaded(plan: Plan) -> dict[str, str]:
+    """Parameter path -> why no Pretrained rule loaded it, for paths some rule targeted."""
+    out: dict[str, str] = {}
+    for load in plan.pretrained:
+        for path, why in load.not_loaded.items():
+            out.setdefault(path, f"{why} ({load.checkpoint})")
+    return out
+
+
+def _examples(paths: list[str], limit: int = 8) -> str:
+    return ", ".join(paths[:limit]) + (f", ... (+{len(paths) - limit})" if len(paths) > limit else "")
+
+
+def _left_at_default_warnings(records: list[ParamRecord], not_loaded: dict[str, str]) -> list[str]:
+    """The mmengine trap made loud: targeted by a checkpoint, absent from it, and no rule."""
+    left = [r.path for r in records if r.path in not_loaded and r.source == "default"]
+    if not left:
+        return []
+    return [
+        f"{len(left)} parameter(s) were not loaded from the checkpoint and no rule initializes "
+        f"them, so they keep their current values: {_examples(left)}; add a rule for them"
+    ]
+
+
+def _pretrained_lines(report: InitReport) -> list[str]:
+    if not report.checkpoints:
+        return []
+    p = report.pretrained_totals
+    lines = [
+        f"  pretrained: {p['loaded']} loaded, {p['initialized']} initialized "
+        f"({p['initialized_not_in_checkpoint']} not in checkpoint), {p['left_at_default']} left at "
+        f"default, {p['unexpected_keys']} unexpected keys"
+    ]
+    for c in report.checkpoints:
+        where = c["file"] if c["file"] == c["checkpoint"] else f"{c['checkpoint']} -> {c['file']}"
+        entry = f" [{c['entry']}]" if c["entry"] else ""
+        lines.append(
+            f"  checkpoint {where}{entry} ({c['format']}, rule {c['rule']}): {c['loaded']} params + "
+            f"{c['buffers_loaded']} buffers loaded, {len(c['missing'])} not in checkpoint, "
+            f"{len(c['shape_skipped'])} shape-skipped, {len(c['reinit'])} reinit, "
+            f"{len(c['unexpected'])} unexpected keys"
+            + (f" ({_examples(c['unexpected'], 4)})" if c["unexpected"] else "")
+        )
+    if report.not_in_checkpoint:
+        lines.append("  initialized (not in checkpoint): " + _examples(report.not_in_checkpoint))
+    return lines
