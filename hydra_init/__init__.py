@@ -11,6 +11,7 @@
 """
 
 from .api import apply, plan
+from .checkpoints import checkpoint_schemes, register_checkpoint_scheme
 from .config import parse_config
 from .errors import InitConfigError
 from .initializers import (
@@ -75,7 +76,9 @@ __all__ = [
     "Zeros",
     "apply",
     "bias_from_prob",
+    "checkpoint_schemes",
     "parse_config",
     "plan",
+    "register_checkpoint_scheme",
     "register_initializer",
 ]
