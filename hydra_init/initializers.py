@@ -495,6 +495,11 @@ class Dirac(Initializer):
         _check(self.groups >= 1, f"{key}.groups", f"groups={self.groups}", "groups >= 1")
 
     def draw(self, shape: torch.Size) -> Draw:
+        # Checked here, while planning: torch.nn.init.dirac_ would only fail mid-write.
+        if not 3 <= len(shape) <= 5:
+            raise ValueError("Dirac needs a 3-D to 5-D conv weight; use Eye for 2-D weights")
+        if shape[0] % int(self.groups):
+            raise ValueError(f"{shape[0]} output channels do not split into groups={self.groups}")
         return DiracDraw(int(self.groups))
 
 
@@ -510,6 +515,8 @@ class Eye(Initializer):
     needs_fan: ClassVar[bool] = True
 
     def draw(self, shape: torch.Size) -> Draw:
+        if len(shape) != 2:  # checked while planning, not by torch.nn.init.eye_ mid-write
+            raise ValueError("Eye needs a 2-D weight; use Dirac for conv weights")
         return EyeDraw()
 
 
