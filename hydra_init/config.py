@@ -322,8 +322,12 @@ def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
         return ParsedConfig()
     if isinstance(cfg, Rule):
         cfg = [cfg]
-    if isinstance(cfg, DictConfig):
-        _check_knobs(OmegaConf.to_container(cfg, resolve=False), key)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = OmegaConf.structured(cfg)  # InitConfig: knobs are checked like a DictConfig's
+    # Knobs belong to the named-rules form only; an mmengine dict's `std` is its argument.
+    raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
+    if isinstance(raw, Mapping) and "type" not in raw:
+        _check_knobs(raw, key)
     plain = _to_plain(cfg)
     if isinstance(plain, Mapping) and "type" not in plain:
         return _parse_named(plain, key)
