@@ -343,7 +343,7 @@ def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
     warnings: list[str] = []
     for i, item in enumerate(plain):
         if isinstance(item, Rule):
-            rules.append(dataclasses.replace(item, label=item.label or f"{i}", key=f"{key}[{i}]"))
+            rules.append(_given_rule(item, f"{key}[{i}]", item.label or f"{i}"))
         elif isinstance(item, Mapping):
             ikey = key if single else f"{key}[{i}]"
             parsed = parse_rule(item, ikey, str(item.get("type", i)) + f"[{i}]")
@@ -386,7 +386,7 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
     for label, raw in raw_rules.items():
         rkey = f"{key}.rules.{label}"
         if isinstance(raw, Rule):
-            rules.append(dataclasses.replace(raw, label=str(label), key=rkey))
+            rules.append(_given_rule(raw, rkey, str(label)))
         elif isinstance(raw, Mapping):
             rules.extend(parse_rule(raw, rkey, str(label)))
         elif raw is not None:
@@ -394,6 +394,17 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
     return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg)
+
+
+def _given_rule(rule: Rule, key: str, label: str) -> Rule:
+    """A :class:`Rule` built in Python, validated like a config mapping."""
+    if not isinstance(rule.init, Initializer):
+        raise InitConfigError(
+            f"{key}.init", f"expected an initializer, got {rule.init!r}",
+            valid=", ".join(REGISTRY), hint="e.g. Rule(Kaiming(mode='fan_in'), layer='Conv2d')",
+        )
+    rule.init.validate(key)
+    return dataclasses.replace(rule, label=label, key=key)
 
 
 def _ordered(rules: list[Rule]) -> list[Rule]:
