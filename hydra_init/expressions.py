@@ -46,7 +46,9 @@ _BINARY = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    # Float power: 10 ** 10 ** 10 overflows at once instead of building a huge integer,
+    # and a negative base with a fractional exponent is an error, not a complex number.
+    ast.Pow: math.pow,
 }
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
@@ -98,7 +100,11 @@ def _eval(node: ast.AST, variables: Mapping[str, float | int]) -> float:
             raise ValueError(
                 f"function {node.func.id!r} is not allowed; use one of: {', '.join(sorted(FUNCTIONS))}"
             )
-        return func(*(_eval(arg, variables) for arg in node.args))
+        args = [_eval(arg, variables) for arg in node.args]
+        try:
+            return func(*args)
+        except TypeError as exc:  # max(), sqrt(1, 2): a config error, not a crash
+            raise ValueError(f"{node.func.id}(): {exc}") from None
     if isinstance(node, ast.Call):
         raise ValueError(f"only plain calls of {', '.join(sorted(FUNCTIONS))} are allowed")
     raise ValueError(f"{type(node).__name__} is not allowed in an init expression")
