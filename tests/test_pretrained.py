@@ -434,3 +434,30 @@ def test_module_init_cfg_pretrained_does_not_stop_outer_rules_for_new_children(t
     assert torch.all(model.head.weight == -0.5)
     assert report.not_in_checkpoint == ["backbone.adapter.weight", "backbone.adapter.bias"]
     assert report["backbone.conv.weight"].rule == "backbone:Pretrained[0]"
+
+
+def test_compat_base_module_with_a_pretrained_part_initializes_its_new_children(tmp_path, source):
+    """The blog post's model, ported as mmengine code: BaseModule parts with their own init_cfg."""
+    from hydra_init.compat import BaseModule
+
+    path = detector_checkpoint(tmp_path, source)
+
+    class MyBackbone(BaseModule):
+        def __init__(self, init_cfg=None) -> None:
+            super().__init__(init_cfg)
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.bn = nn.BatchNorm2d(8)
+            self.adapter = nn.Conv2d(8, 8, 1)  # the user's new module
+
+    class Model(BaseModule):
+        def __init__(self, init_cfg=None) -> None:
+            super().__init__(init_cfg)
+            self.backbone = MyBackbone(init_cfg=dict(type="Pretrained", checkpoint=path, prefix="backbone."))
+            self.head = nn.Linear(8, 10)
+
+    model = Model(init_cfg=[dict(type="Constant", layer="Conv2d", val=0.5, bias=0.25),
+                            dict(type="Constant", layer="Linear", val=-0.5)])
+    model.init_weights()
+    assert_loaded(model.backbone, source.backbone.state_dict(), source.backbone.state_dict().keys())
+    assert torch.all(model.backbone.adapter.weight == 0.5) and torch.all(model.backbone.adapter.bias == 0.25)
+    assert torch.all(model.head.weight == -0.5)
