@@ -40,6 +40,7 @@ from .initializers import (
     bias_from_prob,
     register_initializer,
 )
+from .integration import Init, initialized, instantiate, register
 from .report import InitReport
 from .rules import Rule
 from .schema import InitConfig, RuleConfig
@@ -56,6 +57,7 @@ __all__ = [
     "Distribution",
     "Eye",
     "FanMode",
+    "Init",
     "InitConfig",
     "InitConfigError",
     "InitReport",
@@ -77,8 +79,11 @@ __all__ = [
     "apply",
     "bias_from_prob",
     "checkpoint_schemes",
+    "initialized",
+    "instantiate",
     "parse_config",
     "plan",
+    "register",
     "register_checkpoint_scheme",
     "register_initializer",
 ]
