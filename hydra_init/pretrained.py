@@ -319,7 +319,7 @@ def resolve_pretrained(
             (missing_params if target.is_param else result.missing_buffers).append(target.path)
             continue
         used.add(target.key)
-        if isinstance(target.tensor, nn.parameter.UninitializedParameter):
+        if nn.parameter.is_lazy(target.tensor):
             continue  # lazy: the plan reports it; nothing to copy into
         tensor = state.tensors[original]
         if tuple(tensor.shape) != tuple(target.tensor.shape):
@@ -389,10 +389,11 @@ def resolve_pretrained(
         result.not_loaded[path] = NOT_IN_CHECKPOINT
     missing = missing_params + result.missing_buffers
     if missing and MissingKeys(spec.missing_keys) is MissingKeys.error:
+        absent = set(missing)
         raise InitConfigError(
             f"{key}.missing_keys", f"{len(missing)} model tensor(s) have no key in {file}: "
             + _listing(missing), valid="init (default), error",
-            hint=suggest_alignment(set(names) - used, [t.key for t in targets if t.path in set(missing)])
+            hint=suggest_alignment(set(names) - used, [t.key for t in targets if t.path in absent])
             or "set missing_keys: init to initialize them by the other rules",
         )
     result.unexpected = sorted(names[k] for k in set(names) - used - all_keys)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,9 @@ class InitReport:
             }
             for r in plan.rules
         }
-        checkpoints = [p.to_dict() for p in plan.pretrained]
+        # "loaded" counts what each rule finally wrote: a higher-ranked Pretrained rule may take some
+        taken = Counter(id(e.loaded.rule) for e in plan.entries.values() if e.source == "pretrained")
+        checkpoints = [{**p.to_dict(), "loaded": taken[id(p.rule)]} for p in plan.pretrained]
         not_loaded = {r.path: r.detail for r in records if r.path in not_loaded and r.source != "pretrained"}
         warnings = list(plan.warnings) + _left_at_default_warnings(records, not_loaded)
         return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded)

@@ -310,13 +310,29 @@ def test_of_two_pretrained_rules_the_higher_ranked_wins(tmp_path, source, whole_
     other = trained(seed=3)
     first, second = save(tmp_path, source.state_dict(), "a.pth"), save(tmp_path, other.state_dict(), "b.pth")
     model = Net()
-    hydra_init.apply(model, {"rules": {
+    report = hydra_init.apply(model, {"rules": {
         "whole": pre(first, priority=whole_priority),
         "backbone": pre(second, name="backbone", prefix="backbone.")}},  # later: wins ties
         log=False)
     backbone = [k for k in source.state_dict() if k.startswith("backbone.")]
     assert_loaded(model, (source if whole_priority else other).state_dict(), backbone)
     assert_loaded(model, source.state_dict(), ["head.weight", "head.bias"])
+    # per checkpoint, "loaded" counts the parameters it finally wrote (4 in the backbone, 2 in the head)
+    assert [c["loaded"] for c in report.checkpoints] == ([6, 0] if whole_priority else [2, 4])
+
+
+def test_a_name_glob_loads_one_block_checkpoint_into_every_matching_block(tmp_path):
+    block = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3))
+    path = save(tmp_path, block.state_dict())
+    model = nn.Module()
+    model.blocks = nn.ModuleList(nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)) for _ in range(3))
+    model.head = nn.Linear(3, 1)
+    before = snapshot(model)
+    report = hydra_init.apply(model, pre(path, name="blocks.*"), log=False)
+    for b in model.blocks:
+        assert changed(b, snapshot(block)) == set()
+    assert not {k for k in changed(model, before) if k.startswith("head")}
+    assert report.checkpoints[0]["loaded"] == 12
 
 
 # ----------------------------------------------------------------------------- policies
