@@ -1,20 +1,34 @@
 """Seeded, tiled, parallel sampling: the values behind every initializer.
 
-A parameter's values are a function of a 64-bit *key* (derived from the seed,
-the parameter's path and its shape) and nothing else. The flattened tensor is
-cut into fixed tiles of :data:`TILE` elements; tile ``i`` is drawn by its own
-generator seeded from ``(key, i)``. So:
+Value format (part of the reproducibility contract; see ``docs/performance.md``)
+--------------------------------------------------------------------------------
+A parameter's values are a function of a 64-bit *key* (a hash of the seed, the
+parameter's path and its shape, :func:`derive_key`), its draw, its device type
+and dtype - nothing else: not the thread count, not the order in which
+parameters are visited, not which other parameters exist, not how the tensor
+is sharded. Two generators produce them, chosen by the tensor's total size:
 
-* tiles can be drawn by several threads at once (one generator each), which is
-  how a 2-core machine beats a single-generator ``normal_`` loop;
-* any contiguous range of the tensor (a shard) can be drawn alone, by drawing
-  only the tiles it overlaps, and matches the same range of a full draw bit for
-  bit, whatever the world size;
-* the order in which parameters are visited does not matter.
+* **Small tensors** (``numel <= SMALL``): element ``j`` is a pure function of
+  ``(key, j)``, computed by a counter-based SplitMix64 hash (Box-Muller for
+  normals, 53-bit uniforms). All small tensors of a plan are drawn in one
+  vectorized batch, so ten thousand tiny parameters cost a few milliseconds.
+* **Large tensors**: the flattened tensor is cut into tiles of
+  :func:`tile_size` elements; tile ``i`` is drawn by its own ``torch.Generator``
+  whose *whole* state is derived from ``(key, i)`` (on CPU the mt19937 state is
+  filled from the 64-bit tile seed, because ``manual_seed`` keeps only 32 bits
+  and would make tile streams collide in big models). Tiles run on a thread pool,
+  one generator per thread.
 
-Truncated normals are exact: out-of-bounds draws are redrawn *individually*
-(not the whole tensor, as ``torch.nn.init.trunc_normal_`` does), and very
-narrow intervals switch to inverse-CDF sampling in float64.
+Either way any contiguous range of a tensor (a shard) can be drawn alone and
+matches the same range of a full draw bit for bit.
+
+Truncated normals are exact (the distribution of
+``torch.nn.init.trunc_normal_``: a normal conditioned on ``[a, b]``) and cost
+about one to three normal draws whatever the bounds: wide intervals reject and
+redraw only the out-of-bounds elements, narrow or one-sided-bounded intervals use
+the inverse CDF in float64, and intervals far in a tail use Robert's (1995)
+exponential proposal. Every element's value is the first accepted proposal of
+its own sequence, so the result does not depend on batching.
 
 Example:
     >>> import torch
@@ -32,19 +46,22 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
+import numpy as np
 import torch
 
 __all__ = [
+    "SMALL",
     "TILE",
     "DiracDraw",
     "Draw",
     "EyeDraw",
     "FillDraw",
+    "Job",
     "NormalDraw",
     "OrthogonalDraw",
     "TruncNormalDraw",
@@ -52,15 +69,28 @@ __all__ = [
     "derive_key",
     "fill_",
     "fill_range_",
+    "job_tasks",
     "materialize",
+    "range_tasks",
     "run_parallel",
     "tile_seed",
+    "tile_size",
 ]
 
-TILE = 1 << 16
-"""Elements per tile. Part of the value format: changing it changes seeded values."""
+TILE = 1 << 17
+"""Elements per tile on CPU. Part of the value format of large CPU tensors."""
+
+TILE_ACCELERATOR = 1 << 24
+"""Elements per tile on other devices (CUDA...), where a kernel launch per small tile
+would dominate. Part of the value format there."""
+
+SMALL = 1 << 12
+"""Tensors with at most this many elements use the counter-based generator."""
 
 _MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_DOMAIN_TILE = 0x5449_4C45_5345_4544  # "TILESEED"
+_DOMAIN_HASH = 0x4841_5348_5354_524D  # "HASHSTRM"
 
 
 # ----------------------------------------------------------------------------- draws
@@ -96,7 +126,7 @@ class UniformDraw(Draw):
 
 @dataclass(frozen=True)
 class TruncNormalDraw(Draw):
-    """``N(mean, std^2)`` conditioned on ``a <= x <= b`` (absolute bounds)."""
+    """``N(mean, std^2)`` conditioned on ``a <= x <= b`` (absolute bounds, may be infinite)."""
 
     mean: float
     std: float
@@ -128,11 +158,33 @@ class EyeDraw(Draw):
 
 
 # ----------------------------------------------------------------------------- keys
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+def _mix64(x: int) -> int:
+    """The SplitMix64 finalizer on a Python int (a bijection of 64-bit words)."""
+    x &= _MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
     return x ^ (x >> 31)
+
+
+def _stream(base: int, index: int) -> int:
+    """Output ``index`` of the SplitMix64 stream that starts at ``base``."""
+    return _mix64(base + (index + 1) * _GOLDEN)
+
+
+_U = np.uint64
+_NP_GOLDEN, _NP_M1, _NP_M2 = _U(_GOLDEN), _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
+_NP_30, _NP_27, _NP_31, _NP_32, _NP_11 = _U(30), _U(27), _U(31), _U(32), _U(11)
+_NP_LOW32 = _U(0xFFFFFFFF)
+
+
+def _mix64_np(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finalizer, in place on a ``uint64`` array (wrapping arithmetic)."""
+    x ^= x >> _NP_30
+    x *= _NP_M1
+    x ^= x >> _NP_27
+    x *= _NP_M2
+    x ^= x >> _NP_31
+    return x
 
 
 def derive_key(seed: int, path: str, shape: Sequence[int]) -> int:
@@ -152,148 +204,583 @@ def derive_key(seed: int, path: str, shape: Sequence[int]) -> int:
 
 
 def tile_seed(key: int, index: int) -> int:
-    """The generator seed of tile ``index`` of the tensor with ``key``."""
-    return _splitmix64((key ^ _splitmix64(index)) & _MASK64)
+    """The 64-bit generator seed of tile ``index`` of the tensor with ``key``."""
+    return _stream(_mix64(key ^ _DOMAIN_TILE), index)
+
+
+def tile_size(device: torch.device | str) -> int:
+    """Elements per tile on this device type (:data:`TILE` on CPU)."""
+    return TILE if torch.device(device).type == "cpu" else TILE_ACCELERATOR
 
 
 # ----------------------------------------------------------------------------- generators
+# torch's CPU generator (mt19937) keeps only the low 32 bits of manual_seed(), so
+# tiles of a big model would share streams (birthday bound: ~T^2 / 2^33 for T
+# tiles). We fill the 624-word state from the 64-bit tile seed instead. The byte
+# layout is torch's CPUGeneratorImplState; it is checked at import and we fall
+# back to manual_seed() if it ever changes.
+_STATE_DTYPE = np.dtype(
+    [
+        ("seed", "<u8"), ("left", "<i4"), ("seeded", "<i4"), ("next", "<u8"),
+        ("state", "<u8", (624,)), ("normal_x", "<f8"), ("normal_y", "<f8"),
+        ("normal_rho", "<f8"), ("normal_is_valid", "<i4"), ("pad0", "<i4"),
+        ("next_float", "<f4"), ("next_float_valid", "u1"), ("pad1", "u1", (3,)),
+    ]
+)
+_STATE_STEPS = (np.arange(1, 313, dtype=np.uint64) * _NP_GOLDEN).astype(np.uint64)
+
+
+def _cpu_state(seed: int, record: np.ndarray | None = None) -> np.ndarray:
+    """An mt19937 state record whose 624 words come from the SplitMix64 stream of ``seed``."""
+    if record is None:
+        record = np.zeros((), dtype=_STATE_DTYPE)
+    words = _STATE_STEPS + _U(seed & _MASK64)
+    _mix64_np(words)
+    state = record["state"]
+    np.bitwise_and(words, _NP_LOW32, out=state[0::2])
+    np.right_shift(words, _NP_32, out=state[1::2])
+    record["seed"] = seed & _MASK64
+    record["left"], record["seeded"], record["next"] = 1, 1, 0
+    return record
+
+
+def _full_state_seeding_works() -> bool:
+    try:
+        record = _cpu_state(0x0123_4567_89AB_CDEF)
+        gen = torch.Generator()
+        gen.set_state(torch.from_numpy(record.reshape(1).view(np.uint8)).clone())
+        back = gen.get_state().numpy().view(_STATE_DTYPE)[0]
+        return _STATE_DTYPE.itemsize == 5056 and bool(
+            np.array_equal(back["state"], record["state"]) and back["left"] == 1
+        )
+    except (RuntimeError, ValueError, TypeError):  # pragma: no cover - other torch builds
+        return False
+
+
+FULL_STATE_SEEDING = _full_state_seeding_works()
+"""Whether CPU tile generators get a 64-bit-derived state (else ``manual_seed``, 32 bits)."""
+
 _local = threading.local()
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
+    """This thread's generator for ``device``, reset to the stream of ``seed``."""
     cache = getattr(_local, "generators", None)
     if cache is None:
         cache = _local.generators = {}
     gen = cache.get(device)
     if gen is None:
         gen = cache[device] = torch.Generator(device=device)
-    gen.manual_seed(seed)
+    if device.type == "cpu" and FULL_STATE_SEEDING:
+        record = getattr(_local, "state_record", None)
+        if record is None:
+            record = _local.state_record = np.zeros((), dtype=_STATE_DTYPE)
+            _local.state_tensor = torch.from_numpy(record.reshape(1).view(np.uint8))
+        _cpu_state(seed, record)
+        gen.set_state(_local.state_tensor)
+    else:
+        gen.manual_seed(seed)
     return gen
 
 
-def _phi(x: float) -> float:
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+# ----------------------------------------------------------------------------- proposals
+class _TorchSource:
+    """Proposals from a torch generator (tile path): a sequential stream."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+
+    def normal(self, out: torch.Tensor, index: torch.Tensor | None) -> None:
+        out.normal_(generator=self.gen)
+
+    def uniform(self, out: torch.Tensor, index: torch.Tensor | None) -> None:
+        out.uniform_(generator=self.gen)
 
 
-# Below this acceptance probability, rejection costs more than inverse-CDF sampling.
-_MIN_ACCEPTANCE_FOR_REJECTION = 0.3
+class _HashSource:
+    """Counter-based proposals: call ``c`` gives element ``j`` a hash of ``(key, c, j)``.
+
+    Each call is one proposal round, so an element's value depends on its own
+    sequence of proposals only, never on which other elements were drawn with it.
+    """
+
+    def __init__(self, key: int, start: int) -> None:
+        self.base = _mix64(key ^ _DOMAIN_HASH)
+        self.start = start
+        self.calls = 0
+
+    def _bits(self, out: torch.Tensor, index: torch.Tensor | None) -> np.ndarray:
+        salt = _stream(self.base, self.calls)
+        self.calls += 1
+        if index is None:
+            positions = np.arange(self.start, self.start + out.numel(), dtype=np.uint64)
+        else:
+            positions = index.astype(np.uint64) + _U(self.start)
+        return _hash_bits(np.full(positions.shape, salt, dtype=np.uint64), positions)
+
+    def normal(self, out: torch.Tensor, index: torch.Tensor | None) -> None:
+        out.copy_(torch.from_numpy(_bits_to_normal(self._bits(out, index))))
+
+    def uniform(self, out: torch.Tensor, index: torch.Tensor | None) -> None:
+        out.copy_(torch.from_numpy(_bits_to_uniform(self._bits(out, index))))
 
 
-def _trunc_normal_tile_(buf: torch.Tensor, d: TruncNormalDraw, gen: torch.Generator) -> None:
-    alpha, beta = (d.a - d.mean) / d.std, (d.b - d.mean) / d.std
-    acceptance = _phi(beta) - _phi(alpha)
-    if acceptance >= _MIN_ACCEPTANCE_FOR_REJECTION:
-        buf.normal_(d.mean, d.std, generator=gen)
-        pending = ((buf < d.a) | (buf > d.b)).nonzero().squeeze(1)
-        while pending.numel():
-            want = pending.numel()
-            fresh = torch.empty(
-                int(want / acceptance * 1.1) + 16, dtype=buf.dtype, device=buf.device
-            ).normal_(d.mean, d.std, generator=gen)
-            fresh = fresh[(fresh >= d.a) & (fresh <= d.b)][:want]
-            buf[pending[: fresh.numel()]] = fresh
-            pending = pending[fresh.numel() :]
-        return
-    # Inverse CDF in float64; mirror right-tail intervals to the left tail, where
-    # erfc keeps its precision.
-    flip = alpha > 0
-    lo, hi = (-beta, -alpha) if flip else (alpha, beta)
-    u = torch.empty(buf.shape, dtype=torch.float64, device=buf.device)
-    u.uniform_(_phi(lo), _phi(hi), generator=gen)
-    z = u.mul_(2.0).sub_(1.0).erfinv_().mul_(math.sqrt(2.0))
+def _hash_bits(salts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``mix64(salt + (position + 1) * golden)`` elementwise (``uint64``; reuses ``positions``)."""
+    positions += _U(1)
+    positions *= _NP_GOLDEN
+    positions += salts
+    return _mix64_np(positions)
+
+
+def _bits_to_uniform(bits: np.ndarray) -> np.ndarray:
+    """53-bit uniforms in ``[0, 1)``."""
+    return (bits >> _NP_11).astype(np.float64) * (2.0**-53)
+
+
+def _bits_to_normal(bits: np.ndarray) -> np.ndarray:
+    """Standard normals by Box-Muller from the two 32-bit halves of each word."""
+    radius = (bits >> _NP_32).astype(np.float64)
+    radius *= -(2.0**-32)
+    np.log1p(radius, out=radius)
+    radius *= -2.0
+    np.sqrt(radius, out=radius)
+    angle = (bits & _NP_LOW32).astype(np.float64)
+    angle *= 2.0 * math.pi * 2.0**-32
+    np.cos(angle, out=angle)
+    angle *= radius
+    return angle
+
+
+# ----------------------------------------------------------------------------- truncated normal
+_SQRT2 = math.sqrt(2.0)
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+# The inverse CDF works in upper-tail probabilities q; below _ICDF_MIN_TAIL, float64
+# loses precision in erfinv(2q - 1), so those draws are redone from the exact tail
+# beyond _ICDF_TAIL_START (where q == _ICDF_MIN_TAIL) with the exponential proposal.
+_ICDF_MIN_TAIL = 1e-9
+_ICDF_TAIL_START = 5.997807015007686
+_EXP_ONLY_BEYOND = 30.0  # standard units; beyond, erfc underflows and exp acceptance is ~1
+# Costs in normal draws, measured on CPU (see docs/performance.md): normal proposals
+# cost _COST_NORMAL for the first round plus _COST_REDRAW per redrawn element.
+_COST_NORMAL, _COST_REDRAW, _COST_ICDF, _COST_EXP = 1.2, 2.0, 2.0, 2.4
+
+
+def _normal_cost(acceptance: float) -> float:
+    return _COST_NORMAL + _COST_REDRAW * (1.0 / acceptance - 1.0)
+
+
+def _upper_tail(x: float) -> float:
+    """``P(Z > x)`` for a standard normal, accurate in the upper tail."""
+    return 0.5 * math.erfc(x / _SQRT2)
+
+
+@dataclass(frozen=True)
+class _TruncPlan:
+    """How to sample a standard normal on ``[lo, hi]`` (after an optional mirror)."""
+
+    method: str  # "normal", "icdf" or "exp"
+    lo: float
+    hi: float
+    flip: bool = False  # negate the result (the interval was mirrored)
+    fold: bool = False  # normal: propose |z| (the interval lies on one side of 0)
+    p_lo: float = 0.0  # icdf: probabilities at the interval's ends
+    p_hi: float = 0.0
+    upper: bool = False  # icdf: p_lo/p_hi are upper-tail probabilities
+    tail: _TruncPlan | None = None  # icdf: redraws for probabilities below _ICDF_MIN_TAIL
+    rate: float = 0.0  # exp: proposal rate, truncated span and acceptance peak
+    span: float = 1.0
+    peak: float = 0.0
+
+
+def _exp_plan(alpha: float, beta: float, flip: bool) -> _TruncPlan:
+    rate = 0.5 * (alpha + math.sqrt(alpha * alpha + 4.0))
+    span = -math.expm1(-rate * (beta - alpha)) if math.isfinite(beta) else 1.0
+    crest = min(rate, beta)
+    return _TruncPlan("exp", alpha, beta, flip, rate=rate, span=span, peak=(crest - rate) ** 2)
+
+
+def _exp_acceptance(plan: _TruncPlan, mass: float) -> float:
+    """Acceptance rate of the exponential proposal for a right-tail interval of ``mass``."""
+    log_acceptance = (
+        math.log(mass) + math.log(plan.rate) + _LOG_SQRT_2PI + plan.rate * plan.lo
+        - 0.5 * plan.rate * plan.rate + 0.5 * plan.peak - math.log(plan.span)
+    )
+    return math.exp(min(log_acceptance, 0.0))
+
+
+def _trunc_plan(alpha: float, beta: float) -> _TruncPlan:
+    """Pick the cheapest exact method for ``N(0, 1)`` conditioned on ``[alpha, beta]``.
+
+    Candidates: normal proposals (``|z|`` when the interval is on one side of 0)
+    rejected outside the interval; the inverse CDF in float64; Robert's (1995)
+    exponential proposal for tails. The expected cost of each is its cost per
+    proposal over its acceptance rate.
+    """
+    flip = beta <= 0.0
     if flip:
+        alpha, beta = -beta, -alpha
+    if alpha < 0.0:  # the interval holds the mode; probabilities stay within (0.19, 0.81)
+        mass = 1.0 - _upper_tail(-alpha) - _upper_tail(beta)
+        if _normal_cost(mass) <= _COST_ICDF:
+            return _TruncPlan("normal", alpha, beta, flip)
+        return _TruncPlan("icdf", alpha, beta, flip, p_lo=_upper_tail(-alpha), p_hi=1.0 - _upper_tail(beta))
+    exp_plan = _exp_plan(alpha, beta, flip)
+    q_lo, q_hi = _upper_tail(alpha), _upper_tail(beta)
+    mass = q_lo - q_hi
+    if alpha >= _EXP_ONLY_BEYOND or mass <= 0.0:  # erfc underflows; exp acceptance is ~1 there
+        return exp_plan
+    costs = {"normal": _normal_cost(2.0 * mass), "exp": _COST_EXP / _exp_acceptance(exp_plan, mass)}
+    if q_lo >= 10 * _ICDF_MIN_TAIL:  # at most 10% of draws fall back to the tail
+        costs["icdf"] = _COST_ICDF
+    best = min(costs, key=costs.__getitem__)
+    if best == "normal":
+        return _TruncPlan("normal", alpha, beta, flip, fold=True)
+    if best == "exp":
+        return exp_plan
+    tail = _exp_plan(max(alpha, _ICDF_TAIL_START), beta, flip) if q_hi < _ICDF_MIN_TAIL else None
+    return _TruncPlan("icdf", alpha, beta, flip, p_lo=q_hi, p_hi=q_lo, upper=True, tail=tail)
+
+
+def _array(t: torch.Tensor):
+    """A numpy view on CPU (its masks and indexing are several times faster), else the tensor."""
+    return t.numpy() if t.device.type == "cpu" else t
+
+
+def _propose(plan: _TruncPlan, out: torch.Tensor, index, src):
+    """Write one proposal per element of ``out``; return the rejection mask (``None``: all kept)."""
+    if plan.method == "normal":
+        src.normal(out, index)
+        if plan.fold:
+            out.abs_()
+        z = _array(out)
+        return (z < plan.lo) | (z > plan.hi)
+    if plan.method == "icdf":
+        u = out if out.dtype == torch.float64 else torch.empty_like(out, dtype=torch.float64)
+        src.uniform(u, index)
+        p = u.mul_(plan.p_hi - plan.p_lo).add_(plan.p_lo)  # a probability in [p_lo, p_hi)
+        rejected = _array(p) < _ICDF_MIN_TAIL if plan.tail is not None else None
+        z = p.mul_(2.0).sub_(1.0).erfinv_().mul_(-_SQRT2 if plan.upper else _SQRT2)
+        z.clamp_(plan.lo, plan.hi)
+        if z is not out:
+            out.copy_(z)
+        return rejected
+    # Robert (1995): exponential proposal on [lo, hi], kept with exp(-(z - rate)^2 / 2) / peak.
+    src.uniform(out, index)
+    z = out.mul_(-plan.span).log1p_().div_(-plan.rate).add_(plan.lo).clamp_(plan.lo, plan.hi)
+    ratio = (z - plan.rate).square_().sub_(plan.peak).mul_(-0.5).exp_()
+    u = torch.empty_like(out)
+    src.uniform(u, index)
+    return _array(u) >= _array(ratio)
+
+
+def _trunc_standard_(z: torch.Tensor, plan: _TruncPlan, src) -> None:
+    """Fill 1-D ``z`` with ``N(0, 1)`` conditioned on the plan's interval, exactly.
+
+    Rejected elements are redrawn individually until each has accepted once.
+    Positions are numpy arrays on CPU and tensors elsewhere.
+    """
+    rejected = _propose(plan, z, None, src)
+    if rejected is not None:
+        cpu = isinstance(rejected, np.ndarray)
+        target = _array(z)
+        pending = np.flatnonzero(rejected) if cpu else rejected.nonzero().view(-1)
+        redraw = plan.tail or plan  # the inverse CDF hands its far-tail draws to the tail plan
+        while len(pending):
+            candidate = torch.empty(len(pending), dtype=z.dtype, device=z.device)
+            rejected = _propose(redraw, candidate, pending, src)
+            target[pending[~rejected]] = _array(candidate)[~rejected]
+            pending = pending[rejected]
+    if plan.flip:
         z.neg_()
-    buf.copy_(z.mul_(d.std).add_(d.mean).clamp_(d.a, d.b))
+
+
+def _trunc_normal_(out: torch.Tensor, d: TruncNormalDraw, src) -> None:
+    """Fill 1-D ``out`` (float32/float64) with the truncated normal of ``d``."""
+    plan = _trunc_plan((d.a - d.mean) / d.std, (d.b - d.mean) / d.std)
+    _trunc_standard_(out, plan, src)
+    out.mul_(d.std).add_(d.mean).clamp_(d.a, d.b)
+
+
+# ----------------------------------------------------------------------------- one tile / one small tensor
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _draw_into_(buf: torch.Tensor, draw: Draw, src) -> None:
+    """Fill 1-D float32/float64 ``buf`` with ``draw`` from a proposal source."""
+    if isinstance(draw, NormalDraw):
+        src.normal(buf, None)
+        buf.mul_(draw.std).add_(draw.mean)
+    elif isinstance(draw, UniformDraw):
+        src.uniform(buf, None)
+        buf.mul_(draw.high - draw.low).add_(draw.low)
+    elif isinstance(draw, TruncNormalDraw):
+        _trunc_normal_(buf, draw, src)
+    else:  # pragma: no cover - guarded by callers
+        raise TypeError(f"{type(draw).__name__} is not an elementwise random draw")
 
 
 def _draw_tile_(buf: torch.Tensor, draw: Draw, seed: int) -> None:
+    """Fill ``buf`` (one whole tile) from the generator of ``seed``."""
     gen = _generator(buf.device, seed)
-    if isinstance(draw, NormalDraw):
+    if isinstance(draw, NormalDraw):  # the common case, in one pass
         buf.normal_(draw.mean, draw.std, generator=gen)
     elif isinstance(draw, UniformDraw):
         buf.uniform_(draw.low, draw.high, generator=gen)
-    elif isinstance(draw, TruncNormalDraw):
-        _trunc_normal_tile_(buf, draw, gen)
-    else:  # pragma: no cover - guarded by callers
-        raise TypeError(f"{type(draw).__name__} is not a tiled draw")
+    else:
+        _draw_into_(buf, draw, _TorchSource(gen))
 
 
-# ----------------------------------------------------------------------------- tiling
+# ----------------------------------------------------------------------------- jobs and tasks
 Task = Callable[[], None]
 
 
-def range_tasks(out: torch.Tensor, draw: Draw, key: int, numel: int, start: int = 0) -> list[Task]:
-    """Tasks that fill ``out`` with elements ``[start, start + len(out))`` of a draw.
+class Job(NamedTuple):
+    """Fill ``out`` with elements ``[start, start + out.numel())`` of a tensor's draw.
 
-    ``out`` is 1-D and contiguous; ``numel`` is the size of the whole (global)
-    tensor, which fixes where the tiles end.
+    ``out`` is 1-D and contiguous (any shape for a :class:`FillDraw`); ``numel``
+    is the size of the whole (global) tensor, which decides the generator and
+    where tiles end. ``key`` is unused by fills.
     """
+
+    out: torch.Tensor
+    draw: Draw
+    key: int
+    numel: int
+    start: int = 0
+
+
+def _tile_tasks(job: Job) -> list[Task]:
+    out, draw, key, numel, start = job.out, job.draw, job.key, job.numel, job.start
     stop = start + out.numel()
-    if isinstance(draw, FillDraw):
-        return [lambda: out.fill_(draw.value)]
+    tile = tile_size(out.device)
+    direct = out.dtype == _compute_dtype(out.dtype)
     tasks: list[Task] = []
-    for index in range(start // TILE, -(-stop // TILE)):
-        lo, hi = index * TILE, min((index + 1) * TILE, numel)
+    for index in range(start // tile, -(-stop // tile)):
+        lo, hi = index * tile, min((index + 1) * tile, numel)
         seed = tile_seed(key, index)
-        if start <= lo and hi <= stop:
+        if direct and start <= lo and hi <= stop:
             view = out[lo - start : hi - start]
             tasks.append(lambda view=view, seed=seed: _draw_tile_(view, draw, seed))
-        else:
+            continue
 
-            def partial(lo: int = lo, hi: int = hi, seed: int = seed) -> None:
-                buf = torch.empty(hi - lo, dtype=out.dtype, device=out.device)
-                _draw_tile_(buf, draw, seed)
-                a, b = max(lo, start), min(hi, stop)
-                out[a - start : b - start].copy_(buf[a - lo : b - lo])
+        def partial(lo: int = lo, hi: int = hi, seed: int = seed) -> None:
+            buf = torch.empty(hi - lo, dtype=_compute_dtype(out.dtype), device=out.device)
+            _draw_tile_(buf, draw, seed)
+            a, b = max(lo, start), min(hi, stop)
+            out[a - start : b - start].copy_(buf[a - lo : b - lo])
 
-            tasks.append(partial)
+        tasks.append(partial)
     return tasks
 
 
+def _hash_salts(keys: Sequence[int], call: int = 0) -> np.ndarray:
+    """``_stream(_mix64(key ^ _DOMAIN_HASH), call)`` for many keys at once."""
+    base = np.array(keys, dtype=np.uint64)
+    base ^= _U(_DOMAIN_HASH)
+    _mix64_np(base)
+    base += _U(((call + 1) * _GOLDEN) & _MASK64)
+    return _mix64_np(base)
+
+
+def _small_normal_uniform(jobs: Sequence[Job]) -> np.ndarray:
+    """All elements of small Normal/Uniform jobs in one vectorized pass (float64)."""
+    n = len(jobs)
+    counts = np.empty(n, dtype=np.int64)
+    starts = np.empty(n, dtype=np.int64)
+    scale = np.empty(n, dtype=np.float64)
+    shift = np.empty(n, dtype=np.float64)
+    normal = np.empty(n, dtype=bool)
+    keys = []
+    for i, job in enumerate(jobs):
+        draw = job.draw
+        counts[i] = job.out.numel()
+        starts[i] = job.start
+        keys.append(job.key)
+        if isinstance(draw, NormalDraw):
+            normal[i], scale[i], shift[i] = True, draw.std, draw.mean
+        else:
+            normal[i], scale[i], shift[i] = False, draw.high - draw.low, draw.low
+    offsets = np.cumsum(counts) - counts
+    positions = np.arange(int(counts.sum()), dtype=np.int64)
+    positions += np.repeat(starts - offsets, counts)
+    bits = _hash_bits(np.repeat(_hash_salts(keys), counts), positions.astype(np.uint64))
+    if normal.all():
+        values = _bits_to_normal(bits)
+    elif not normal.any():
+        values = _bits_to_uniform(bits)
+    else:
+        values = np.where(np.repeat(normal, counts), _bits_to_normal(bits), _bits_to_uniform(bits))
+    values *= np.repeat(scale, counts)
+    values += np.repeat(shift, counts)
+    return values
+
+
+def _write_back(outs: Sequence[torch.Tensor], values: np.ndarray) -> None:
+    """Copy consecutive slices of ``values`` into ``outs`` (converting dtype and device)."""
+    source = torch.from_numpy(values)
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    offset = 0
+    for out in outs:
+        n = out.numel()
+        dst, src = groups.setdefault((out.device, out.dtype), ([], []))
+        dst.append(out)
+        src.append(source[offset : offset + n])
+        offset += n
+    for (device, dtype), (dst, src) in groups.items():
+        if device.type != "cpu" or len(dst) == 1:
+            flat = torch.cat(src).to(device=device, dtype=dtype, non_blocking=False)
+            for d, s in zip(dst, flat.split([t.numel() for t in dst]), strict=True):
+                d.copy_(s)
+        else:
+            torch._foreach_copy_(dst, src)
+
+
+def _small_task(jobs: Sequence[Job]) -> Task:
+    def run() -> None:
+        simple = [j for j in jobs if not isinstance(j.draw, TruncNormalDraw)]
+        if simple:
+            _write_back([j.out for j in simple], _small_normal_uniform(simple))
+        for j in jobs:
+            if isinstance(j.draw, TruncNormalDraw):
+                buf = torch.empty(j.out.numel(), dtype=torch.float64)
+                _trunc_normal_(buf, j.draw, _HashSource(j.key, j.start))
+                j.out.copy_(buf)
+
+    return run
+
+
+def _fill_task(jobs: Sequence[Job]) -> Task:
+    def run() -> None:
+        by_device: dict[torch.device, list[Job]] = {}
+        for j in jobs:
+            by_device.setdefault(j.out.device, []).append(j)
+        for group in by_device.values():
+            outs = [j.out for j in group]
+            torch._foreach_zero_(outs)
+            if any(j.draw.value != 0.0 for j in group):
+                torch._foreach_add_(outs, [float(j.draw.value) for j in group])
+
+    return run
+
+
+_SMALL_BATCH_ELEMENTS = 1 << 18  # a batch task's size: big enough to amortize, small enough to balance
+
+
+def job_tasks(jobs: Iterable[Job]) -> list[Task]:
+    """Tasks that execute ``jobs``: tiles of large tensors, batches of small ones, fills.
+
+    How jobs are batched never changes values (see the module docstring).
+    """
+    tiles: list[Task] = []
+    fills: list[Job] = []
+    small: list[Job] = []
+    for job in jobs:
+        if not job.out.numel():
+            continue
+        if isinstance(job.draw, FillDraw):
+            fills.append(job)
+        elif job.numel <= SMALL:
+            small.append(job)
+        else:
+            tiles.extend(_tile_tasks(job))
+    tasks = tiles
+    batch: list[Job] = []
+    size = 0
+    for job in small:
+        batch.append(job)
+        size += job.out.numel()
+        if size >= _SMALL_BATCH_ELEMENTS:
+            tasks.append(_small_task(batch))
+            batch, size = [], 0
+    if batch:
+        tasks.append(_small_task(batch))
+    if fills:
+        tasks.append(_fill_task(fills))
+    return tasks
+
+
+def range_tasks(out: torch.Tensor, draw: Draw, key: int, numel: int, start: int = 0) -> list[Task]:
+    """Tasks that fill 1-D ``out`` with elements ``[start, start + len(out))`` of a draw."""
+    return job_tasks([Job(out, draw, key, numel, start)])
+
+
+# ----------------------------------------------------------------------------- thread pool
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
 def _workers() -> int:
-    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cores))
 
 
 def run_parallel(tasks: Sequence[Task]) -> None:
-    """Run tile tasks on a thread pool (one generator per thread); inline when tiny."""
-    workers = _workers()
-    if workers == 1 or len(tasks) < 2:
+    """Run tasks on ``torch.get_num_threads()`` threads (the caller's included).
+
+    Each thread pulls the next task from a shared queue, so uneven tasks balance.
+    Values never depend on which thread runs which task.
+    """
+    workers = min(_workers(), len(tasks))
+    if workers <= 1:
         for task in tasks:
             task()
         return
     global _pool
     with _pool_lock:
-        if _pool is None or _pool._max_workers != workers:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hydra_init")
+        if _pool is None or _pool._max_workers < workers - 1:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="hydra_init")
         pool = _pool
-    chunks = [tasks[i::workers] for i in range(workers)]
-    futures = [pool.submit(_run_all, chunk) for chunk in chunks if chunk]
-    for future in futures:
-        future.result()
+    queue = iter(tasks)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def drain() -> None:
+        while not failed.is_set():
+            with lock:
+                task = next(queue, None)
+            if task is None:
+                return
+            try:
+                task()
+            except BaseException:
+                failed.set()
+                raise
+
+    futures = [pool.submit(drain) for _ in range(workers - 1)]
+    try:
+        drain()
+    finally:
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
-def _run_all(tasks: Sequence[Task]) -> None:
-    with torch.no_grad():  # grad mode is thread-local: workers need their own no_grad
-        for task in tasks:
-            task()
-
-
-def fill_range_(
-    out: torch.Tensor, draw: Draw, key: int, numel: int, start: int = 0
-) -> None:
-    """Fill 1-D ``out`` with elements ``[start, start + out.numel())`` of a tiled draw."""
+def fill_range_(out: torch.Tensor, draw: Draw, key: int, numel: int, start: int = 0) -> None:
+    """Fill 1-D ``out`` with elements ``[start, start + out.numel())`` of an elementwise draw."""
     run_parallel(range_tasks(out, draw, key, numel, start))
 
 
 # ----------------------------------------------------------------------------- whole tensors
+_qr_lock = threading.Lock()
+
+
 def materialize(
     draw: Draw, shape: torch.Size, key: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """The whole tensor of a draw, computed deterministically from ``key``."""
+    """The whole tensor of a draw, computed deterministically from ``key``.
+
+    Orthogonal matrices come from a QR decomposition of a seeded normal matrix,
+    computed in float64 on one thread so that every process (every rank of a
+    sharded model) gets the same bits.
+    """
     shape = torch.Size(shape)
     if draw.elementwise:
         out = torch.empty(shape.numel(), dtype=dtype, device=device)
@@ -302,12 +789,18 @@ def materialize(
     if isinstance(draw, OrthogonalDraw):
         rows = shape[0]
         cols = shape.numel() // rows
-        flat = torch.empty(rows * cols, dtype=torch.float32, device=device)
+        flat = torch.empty(rows * cols, dtype=torch.float64, device=device)
         fill_range_(flat, NormalDraw(0.0, 1.0), key, rows * cols)
         matrix = flat.view(rows, cols)
         if rows < cols:
             matrix = matrix.t()
-        q, r = torch.linalg.qr(matrix)
+        with _qr_lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                q, r = torch.linalg.qr(matrix)
+            finally:
+                torch.set_num_threads(threads)
         q = q * torch.sign(torch.diagonal(r, 0))
         if rows < cols:
             q = q.t()
