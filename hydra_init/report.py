@@ -53,7 +53,7 @@ class ParamRecord:
 
 def _describe(entry: PlanEntry) -> tuple[str, str]:
     if entry.source == "pretrained":
-        return "Pretrained", f"{entry.loaded.checkpoint}:{entry.loaded.key}"
+        return f"Pretrained({entry.loaded.checkpoint})", f"{entry.loaded.checkpoint}:{entry.loaded.key}"
     if entry.source in ("default", "lazy"):
         return "-", entry.note
     if entry.source == "reset":
