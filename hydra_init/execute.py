@@ -1,7 +1,10 @@
 """Execute a plan: write each parameter once, by its winning rule.
 
-Order: module resets (Default rules) first, then every drawn tensor in one
-parallel batch of tiles, then checkpoint copies, then Embedding padding rows.
+Order: module resets (``Default`` rules, seeded per module path), then every
+drawn tensor in one parallel batch (tiles of large tensors, one vectorized batch
+for all small ones, one grouped fill for constants), then checkpoint copies,
+then ``nn.Embedding`` padding rows. DTensor parameters (FSDP2, tensor parallel)
+go through :mod:`hydra_init.sharding`: each rank writes only its shard.
 """
 
 from __future__ import annotations
@@ -10,64 +13,106 @@ import torch
 from torch import nn
 
 from .plan import Plan, PlanEntry
-from .sampling import Task, derive_key, materialize, range_tasks, run_parallel
+from .sampling import FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
+from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
-__all__ = ["effective_seed", "execute"]
+__all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
+
+_PROGRESS_MIN_VALUES = 50_000_000  # below this an init takes well under the progress delay
 
 
-def effective_seed(seed: int | None) -> int:
-    """The plan's seed, or one drawn from torch's global generator (``torch.manual_seed``)."""
+def effective_seed(seed: int | None, *, sharded: bool = False) -> int:
+    """The plan's seed, or one drawn from torch's global generator (``torch.manual_seed``).
+
+    With ``sharded=True`` and torch.distributed initialized, every rank uses rank
+    0's seed, so shards of one tensor come from one draw.
+    """
     if seed is not None:
         return int(seed)
-    return int(torch.randint(0, 2**62, (1,)).item())
+    drawn = int(torch.randint(0, 2**62, (1,)).item())
+    return agree_on_seed(drawn) if sharded else drawn
 
 
-def _reset(module: nn.Module, key: int) -> None:
-    devices = sorted({p.device.index or 0 for p in module.parameters(recurse=False)
-                      if p.device.type == "cuda"})
+def is_sharded(param: torch.Tensor) -> bool:
+    """Whether a parameter is a DTensor (FSDP2 / tensor parallel)."""
+    return is_dtensor(param)
+
+
+def reset_module(module: nn.Module, key: int) -> None:
+    """``module.reset_parameters()`` under a generator seeded from ``key``.
+
+    The global RNG state is restored afterwards, so a seeded init does not
+    disturb the caller's random stream. Sharded modules reset full-size copies
+    and keep their slices (:func:`hydra_init.sharding.reset_sharded`).
+    """
+    if any(is_dtensor(p) for p in module.parameters(recurse=False)):
+        reset_sharded(module, lambda: _seeded_reset(module, key))
+    else:
+        _seeded_reset(module, key)
+
+
+def _seeded_reset(module: nn.Module, key: int) -> None:
+    params = module.parameters(recurse=False)
+    devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(key >> 1)
         reset = getattr(module, "reset_parameters", None) or module._reset_parameters
         reset()
 
 
-def _tasks_for(entry: PlanEntry, key: int) -> list[Task]:
-    param = entry.ref.param
-    if is_sharded(param):
-        from .sharding import sharded_tasks
+def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
+    """Jobs for the parallel batch, tasks for whole-tensor draws, and the values written."""
+    jobs: list[Job] = []
+    tasks: list[Task] = []
+    values = 0
+    for entry in plan.entries.values():
+        if entry.source != "rule":
+            continue
+        param, draw = entry.ref.param, entry.draw
+        numel = param.numel()
+        values += numel
+        key = 0 if isinstance(draw, FillDraw) else derive_key(seed, entry.path, param.shape)
+        if is_dtensor(param):
+            more_jobs, more_tasks = sharded_work(param, draw, key)
+            jobs.extend(more_jobs)
+            tasks.extend(more_tasks)
+        elif isinstance(draw, FillDraw):
+            jobs.append(Job(param.data, draw, key, numel))
+        elif draw.elementwise and param.is_contiguous():
+            jobs.append(Job(param.data.view(-1), draw, key, numel))
+        else:
+            tasks.append(_copy_task(param, entry, key))
+    return jobs, tasks, values
 
-        return sharded_tasks(param, entry.draw, key)
-    if entry.draw.elementwise and param.is_contiguous():
-        return range_tasks(param.data.view(-1), entry.draw, key, param.numel())
-    full = materialize(entry.draw, param.shape, key, param.dtype, param.device)
-    return [lambda: param.data.copy_(full)]
 
-
-def is_sharded(param: torch.Tensor) -> bool:
-    """Whether a parameter is a DTensor (FSDP2 / tensor parallel)."""
-    return type(param.data).__name__ == "DTensor" or type(param).__name__ == "DTensor"
+def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
+    return lambda: param.data.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
 
 
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
-    seed = effective_seed(plan.seed)
+    sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values() if e.source != "lazy")
+    seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad():
         for path, module, _ in plan.resets:
-            _reset(module, derive_key(seed, path, ()))
-        tasks: list[Task] = []
-        for entry in plan.entries.values():
-            if entry.source == "rule":
-                key = derive_key(seed, entry.path, entry.ref.param.shape)
-                tasks.extend(_tasks_for(entry, key))
-        run_parallel(tasks)
-        for entry in plan.entries.values():
-            if entry.source == "pretrained":
-                from .pretrained import copy_loaded
+            reset_module(module, derive_key(seed, path, ()))
+        jobs, whole, values = _work(plan, seed)
+        for task in whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
+            task()
+        tasks = job_tasks(jobs)
+        if values >= _PROGRESS_MIN_VALUES:
+            from .progress import Progress
 
-                copy_loaded(entry.ref.param, entry.loaded)
+            with Progress(total=values, desc="hydra_init") as progress:
+                run_parallel(progress.wrap(tasks, values))
+        else:
+            run_parallel(tasks)
         if plan.pretrained:
-            from .pretrained import copy_buffers
+            from .pretrained import copy_buffers, copy_loaded
 
+            for entry in plan.entries.values():
+                if entry.source == "pretrained":
+                    copy_loaded(entry.ref.param, entry.loaded)
             copy_buffers(plan.pretrained)
         for entry in plan.entries.values():
             _zero_padding_row(entry)
@@ -76,11 +121,10 @@ def execute(plan: Plan) -> int:
 
 def _zero_padding_row(entry: PlanEntry) -> None:
     module = entry.ref.module
-    padding_idx = getattr(module, "padding_idx", None)
     if (
         entry.source in ("rule", "reset")
-        and entry.ref.local_name == "weight"
         and isinstance(module, nn.Embedding)
-        and padding_idx is not None
+        and module.padding_idx is not None
+        and entry.ref.local_name == "weight"
     ):
-        entry.ref.param[padding_idx].fill_(0)
+        zero_row(entry.ref.param, module.padding_idx)

@@ -723,12 +723,14 @@ def run_parallel(tasks: Sequence[Task]) -> None:
     """Run tasks on ``torch.get_num_threads()`` threads (the caller's included).
 
     Each thread pulls the next task from a shared queue, so uneven tasks balance.
-    Values never depend on which thread runs which task.
+    Values never depend on which thread runs which task. A task that itself calls
+    ``run_parallel`` runs its tasks inline (no nested pools, no deadlock).
     """
     workers = min(_workers(), len(tasks))
-    if workers <= 1:
-        for task in tasks:
-            task()
+    if workers <= 1 or getattr(_local, "draining", False):
+        with torch.no_grad():
+            for task in tasks:
+                task()
         return
     global _pool
     with _pool_lock:
@@ -742,16 +744,21 @@ def run_parallel(tasks: Sequence[Task]) -> None:
     failed = threading.Event()
 
     def drain() -> None:
-        while not failed.is_set():
-            with lock:
-                task = next(queue, None)
-            if task is None:
-                return
-            try:
-                task()
-            except BaseException:
-                failed.set()
-                raise
+        _local.draining = True
+        try:
+            while not failed.is_set():
+                with lock:
+                    task = next(queue, None)
+                if task is None:
+                    return
+                try:
+                    with torch.no_grad():  # grad mode is per thread; tasks write in place
+                        task()
+                except BaseException:
+                    failed.set()
+                    raise
+        finally:
+            _local.draining = False
 
     futures = [pool.submit(drain) for _ in range(workers - 1)]
     try:

@@ -1,0 +1,200 @@
+"""Sharded init for DTensor parameters (FSDP2 ``fully_shard``, tensor parallel).
+
+Every rank runs the same plan and writes only its own shard, and the assembled
+tensors are bit-identical to a single-process init with the same seed, for any
+world size and uneven splits. That holds because a value depends only on the
+parameter's key and the element's position in the *global* flattened tensor
+(see :mod:`hydra_init.sampling`):
+
+* elementwise draws (normal, uniform, truncated normal, constants and everything
+  built on them) whose local shard is one contiguous range of the global tensor
+  (``Shard(0)`` and ``Replicate`` placements on any mesh, i.e. FSDP2 and HSDP)
+  draw just that range: no rank generates another rank's values (only the partial
+  tiles at a shard's two ends are drawn in full);
+* everything else computes the whole tensor deterministically on every rank and
+  keeps the rank's slice: ``Orthogonal`` (a QR decomposition), ``Dirac``, ``Eye``,
+  elementwise draws on blocks that are not one range (``Shard(1)``, 2-D tensor
+  parallel, ``_StridedShard``), and ``Default`` (the module's
+  ``reset_parameters()`` runs on full-size plain copies of its parameters);
+* ``nn.Embedding`` padding rows are zeroed on the rank that holds them.
+
+No collective is needed except one broadcast of the seed when the config has
+none (so all ranks agree on it).
+
+Example (the recipe; ``examples/fsdp2_init.py`` runs it on CPU with gloo)::
+
+    with torch.device("meta"):
+        model = build()
+    for block in model.blocks:
+        fully_shard(block)
+    fully_shard(model)
+    model.to_empty(device="cuda")
+    hydra_init.apply(model, cfg)   # each rank draws only its shard
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .sampling import Draw, FillDraw, Job, materialize
+
+__all__ = [
+    "agree_on_seed",
+    "is_dtensor",
+    "local_block",
+    "reset_sharded",
+    "sharded_work",
+    "zero_row",
+]
+
+Task = Callable[[], None]
+
+
+def is_dtensor(tensor: object) -> bool:
+    """Whether ``tensor`` (or a Parameter wrapping it) is a ``DTensor``."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return False
+    return isinstance(tensor, DTensor) or isinstance(getattr(tensor, "data", None), DTensor)
+
+
+def _dtensor(param: torch.Tensor):
+    from torch.distributed.tensor import DTensor
+
+    return param if isinstance(param, DTensor) else param.data
+
+
+def local_block(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]] | None:
+    """``(local tensor, global offset, local shape)`` when the shard is a rectangular block.
+
+    Returns ``None`` for placements whose shard is not one block of the global
+    tensor (``_StridedShard``, ``Partial``).
+    """
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    dt = _dtensor(param)
+    if not all(type(p) in (Shard, Replicate) for p in dt.placements):
+        return None
+    shape, offset = compute_local_shape_and_global_offset(dt.shape, dt.device_mesh, dt.placements)
+    local = dt.to_local()
+    if tuple(local.shape) != tuple(shape):  # pragma: no cover - defensive: unexpected layout
+        return None
+    return local, tuple(offset), tuple(shape)
+
+
+def _flat_range(global_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int]) -> int | None:
+    """The flat start of a block if it is one contiguous range of the global tensor, else ``None``."""
+    dims = len(global_shape)
+    first = next((d for d in range(dims) if shape[d] != 1), dims)
+    if any(shape[d] != global_shape[d] for d in range(first + 1, dims)):
+        return None
+    start, stride = 0, 1
+    for d in reversed(range(dims)):
+        start += offset[d] * stride
+        stride *= global_shape[d]
+    return start
+
+
+def _block_slices(offset: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
+
+
+def sharded_work(param: torch.Tensor, draw: Draw, key: int) -> tuple[list[Job], list[Task]]:
+    """What this rank does for a DTensor parameter: range jobs, or a copy of its slice.
+
+    Returns ``(jobs, tasks)``: jobs join the engine's parallel batch; tasks copy
+    a deterministically computed whole tensor's slice and may run at any time.
+    """
+    dt = _dtensor(param)
+    global_shape = tuple(dt.shape)
+    numel = math.prod(global_shape)
+    block = local_block(param)
+    if block is not None:
+        local, offset, shape = block
+        if local.numel() == 0:
+            return [], []
+        if isinstance(draw, FillDraw):
+            return [Job(local, draw, 0, numel)], []
+        start = _flat_range(global_shape, offset, shape)
+        if draw.elementwise and start is not None and local.is_contiguous():
+            return [Job(local.view(-1), draw, key, numel, start)], []
+    return [], [lambda: _copy_slice(param, draw, key)]
+
+
+def _copy_slice(param: torch.Tensor, draw: Draw, key: int) -> None:
+    """Compute the whole tensor (identically on every rank) and keep this rank's part."""
+    dt = _dtensor(param)
+    local = dt.to_local()
+    full = materialize(draw, dt.shape, key, dt.dtype, local.device)
+    block = local_block(param)
+    if block is not None:
+        local.copy_(full[_block_slices(block[1], block[2])])
+        return
+    from torch.distributed.tensor import distribute_tensor
+
+    # src_data_rank=None: every rank slices its own (identical) full tensor, no communication.
+    local.copy_(distribute_tensor(full, dt.device_mesh, dt.placements, src_data_rank=None).to_local())
+
+
+def reset_sharded(module: nn.Module, reset: Callable[[], None]) -> None:
+    """Run a module's ``reset_parameters()`` as if unsharded, then keep each rank's slice.
+
+    The module's own DTensor parameters are swapped for full-size plain tensors
+    (holding this rank's current values in its block) while ``reset`` runs, so
+    the values equal a single-process reset under the same seed. Parameters of
+    child modules that a parent's reset touches stay DTensors: constant writes
+    there are exact, random ones follow DTensor's own RNG (documented).
+    """
+    originals: dict[str, nn.Parameter] = {}
+    for name, param in list(module._parameters.items()):
+        if param is None or not is_dtensor(param):
+            continue
+        block = local_block(param)
+        if block is None:
+            raise NotImplementedError(
+                f"Default (reset_parameters) on {type(module).__name__}.{name} with placements "
+                f"{_dtensor(param).placements}: only Shard/Replicate placements are supported"
+            )
+        local, offset, shape = block
+        full = torch.empty(param.shape, dtype=param.dtype, device=local.device)
+        full[_block_slices(offset, shape)] = local
+        originals[name] = param
+        module._parameters[name] = nn.Parameter(full, requires_grad=param.requires_grad)
+    try:
+        reset()
+    finally:
+        for name, param in originals.items():
+            full = module._parameters[name]
+            module._parameters[name] = param
+            local, offset, shape = local_block(param)
+            local.copy_(full.detach()[_block_slices(offset, shape)])
+
+
+def zero_row(param: torch.Tensor, row: int) -> None:
+    """Zero row ``row`` (dim 0) of a parameter on whichever rank holds it."""
+    if not is_dtensor(param):
+        param.data[row].fill_(0)
+        return
+    block = local_block(param)
+    if block is None:
+        raise NotImplementedError(f"padding row on placements {_dtensor(param).placements}")
+    local, offset, shape = block
+    if offset and offset[0] <= row < offset[0] + shape[0] and local.numel():
+        local[row - offset[0]].fill_(0)
+
+
+def agree_on_seed(seed: int) -> int:
+    """Rank 0's ``seed`` on every rank (when torch.distributed is initialized)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return seed
+    box = [seed]
+    dist.broadcast_object_list(box, src=0)
+    return int(box[0])
