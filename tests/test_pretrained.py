@@ -477,3 +477,32 @@ def test_compat_base_module_with_a_pretrained_part_initializes_its_new_children(
     assert_loaded(model.backbone, source.backbone.state_dict(), source.backbone.state_dict().keys())
     assert torch.all(model.backbone.adapter.weight == 0.5) and torch.all(model.backbone.adapter.bias == 0.25)
     assert torch.all(model.head.weight == -0.5)
+
+
+def test_fsdp2_sharded_parameters_load_through_their_dtensors(ckpt, source):
+    """A one-rank gloo group on 127.0.0.1: parameters are DTensors after fully_shard.
+
+    One rank keeps the test cheap; it exercises the DTensor copy path (each rank
+    keeps its slice of the full checkpoint tensor, with no communication). A
+    multi-process run belongs with the sharding tests, which start several ranks.
+    """
+    import socket
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        model = Net(new=True)
+        fully_shard(model)
+        assert type(model.head.weight).__name__ == "DTensor"
+        hydra_init.apply(model, {"seed": 0, "rules": {"pretrained": pre(ckpt), **NEW_PARTS}}, log=False)
+        full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.state_dict().items()}
+        for key, value in source.state_dict().items():
+            assert torch.equal(full[key], value), key
+        assert torch.all(full["extra.weight"] == -0.5)
+    finally:
+        dist.destroy_process_group()
