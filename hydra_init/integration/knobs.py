@@ -6,10 +6,12 @@ reaches every rule that uses ``std``. An override of a knob that no rule uses
 
 A knob can also become unused because the user replaced the interpolation
 with a value on one rule (``init.rules.conv.mode=fan_in``): the preset's default
-``mode`` is then legitimately unused. Inside a Hydra job the check therefore
-refuses only the knobs the job's overrides set; outside one (a dict, the
-compose API) every unused knob that is set is refused, as
-:func:`hydra_init.parse_config` does.
+``mode`` is then legitimately unused. When the command-line overrides are known
+(inside a Hydra job, or a config composed with its ``hydra`` node) the check
+therefore refuses only the knobs the overrides set. Otherwise (a dict, the
+compose API without the ``hydra`` node) every unused knob that is set is
+refused, as :func:`hydra_init.parse_config` does; unset a left-over preset knob
+with ``init.<knob>=null``.
 
 >>> from omegaconf import OmegaConf
 >>> node = OmegaConf.create({"std": 0.02, "bias": 0.1, "rules": {"fc": {"std": "${...std}"}}})
@@ -62,29 +64,51 @@ def _holds(leaves: list[Any], value: Any) -> bool:
 def unused_knobs(cfg: Any) -> set[str]:
     """Knobs that are set but that no rule uses.
 
-    For an unresolved ``DictConfig`` (``cfg.init`` as composed) a knob is used
-    when an interpolation refers to it. For a resolved mapping (what Hydra's
-    ``instantiate`` passes to :class:`~hydra_init.Init`) the interpolations are
-    gone, and a knob counts as used when some rule holds its value, alone or
-    inside a string (an ``expr`` formula); a knob passed through a custom
-    resolver that changes its value would count as unused there.
+    A knob is used when an interpolation under ``rules`` refers to it
+    (``cfg.init`` as composed, unresolved) or, once Hydra's ``instantiate`` has
+    resolved the interpolations away, when some rule holds its value, alone or
+    inside a string (an ``expr`` formula, a name glob). A knob passed through a
+    custom resolver that changes its value counts as unused in a resolved config.
     """
     if isinstance(cfg, DictConfig):
-        raw = OmegaConf.to_container(cfg, resolve=False)
-        referenced = _referenced(raw.get("rules"))
-        return {k for k in KNOBS if raw.get(k) is not None and k not in referenced}
-    leaves = _leaves(cfg.get("rules") or {})
-    return {k for k in KNOBS if cfg.get(k) is not None and not _holds(leaves, cfg[k])}
+        rules = cfg.get("rules")
+        referenced = _referenced(OmegaConf.to_container(rules, resolve=False) if OmegaConf.is_config(rules)
+                                 else rules or {})
+        cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    else:
+        referenced = _referenced(cfg.get("rules") or {})
+    leaves = [leaf.value if hasattr(leaf, "value") else leaf for leaf in _leaves(cfg.get("rules") or {})]
+    return {
+        k for k in KNOBS
+        if cfg.get(k) is not None and k not in referenced
+        and not _holds(leaves, cfg[k].value if hasattr(cfg[k], "value") else cfg[k])
+    }
 
 
-def overridden_knobs(key: str) -> set[str] | None:
-    """Knobs of the node at ``key`` that the running Hydra job's overrides set; ``None`` outside a job."""
+def _task_overrides(cfg: Any) -> list[str] | None:
+    """The command-line overrides behind ``cfg``: its root's ``hydra.overrides.task``
+    (the compose API with ``return_hydra_config=True``) or the running job's."""
     from hydra.core.hydra_config import HydraConfig
+
+    if isinstance(cfg, DictConfig):
+        task = OmegaConf.select(cfg._get_root(), "hydra.overrides.task", default=None)
+        if task is not None:
+            return list(task)
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return None
+
+
+def overridden_knobs(key: str, cfg: Any = None) -> set[str] | None:
+    """Knobs of the node at ``key`` that the command-line overrides set; ``None`` when unknown.
+
+    Unknown means neither inside a Hydra job nor composed with its ``hydra`` node.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if not HydraConfig.initialized():
+    overrides = _task_overrides(cfg)
+    if overrides is None:
         return None
-    overrides = list(HydraConfig.get().overrides.task)
     prefix = key + "."
     out = set()
     for override in OverridesParser.create().parse_overrides(overrides):
@@ -97,17 +121,17 @@ def overridden_knobs(key: str) -> set[str] | None:
 def check_knobs(cfg: Any, key: str) -> None:
     """Raise :class:`~hydra_init.InitConfigError` for a set knob that no rule uses (see the module doc)."""
     unused = unused_knobs(cfg)
-    overridden = overridden_knobs(key)
+    overridden = overridden_knobs(key, cfg)
     if overridden is not None:
         unused &= overridden
     if not unused:
         return
     knob = sorted(unused)[0]
-    plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
-    used = sorted(k for k in KNOBS if plain.get(k) is not None and k not in unused_knobs(cfg))
+    all_unused = unused_knobs(cfg)
+    used = sorted(k for k in KNOBS if cfg.get(k) is not None and k not in all_unused)
     raise InitConfigError(
         f"{key}.{knob}",
         f"{knob!r} is set but no rule of this init config uses it",
         valid=("knobs used here: " + ", ".join(used)) if used else "none: no knobs",
-        hint=f"set it on one rule instead ({key}.rules.<name>.{knob}=...)",
+        hint=f"set it on one rule instead ({key}.rules.<name>.{knob}=...), or unset it ({key}.{knob}=null)",
     )
