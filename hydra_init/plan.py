@@ -227,7 +227,8 @@ def _check_shape(rule: Rule, init: Initializer, ref: ParamRef) -> Draw:
 
 
 def _is_lazy(param: torch.Tensor) -> bool:
-    return isinstance(param, nn.parameter.UninitializedParameter)
+    # The mixin, not UninitializedParameter: Parameter's metaclass makes that isinstance slow.
+    return isinstance(param, nn.parameter.UninitializedTensorMixin)
 
 
 def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") -> Plan:

@@ -51,7 +51,7 @@ class ParamRecord:
         return n
 
 
-def _describe(entry: PlanEntry) -> tuple[str, str]:
+def _describe(entry: PlanEntry, cache: dict[int, str]) -> tuple[str, str]:
     if entry.source == "pretrained":
         return f"Pretrained({entry.loaded.checkpoint})", f"{entry.loaded.checkpoint}:{entry.loaded.key}"
     if entry.source in ("default", "lazy"):
@@ -60,7 +60,10 @@ def _describe(entry: PlanEntry) -> tuple[str, str]:
         return f"{type(entry.ref.module).__name__}.reset_parameters()", ""
     if entry.role == "bias":
         return f"bias={entry.init.bias_value:g}", ""
-    return entry.init.describe(), ""
+    text = cache.get(id(entry.init))  # one describe() per initializer, not per parameter
+    if text is None:
+        text = cache[id(entry.init)] = entry.init.describe()
+    return text, ""
 
 
 @dataclass
@@ -90,17 +93,21 @@ class InitReport:
         records = []
         won: dict[str, int] = defaultdict(int)
         not_loaded = _not_loaded(plan)
+        described: dict[int, str] = {}
+        dtypes: dict[Any, str] = {}
         for entry in plan.entries.values():
-            init, detail = _describe(entry)
+            init, detail = _describe(entry, described)
             detail = not_loaded.get(entry.path, detail) if entry.source != "pretrained" else detail
             label = entry.rule.label if entry.rule is not None else None
             if label is not None:
                 won[label] += 1
             param = entry.ref.param
             shape = () if entry.source == "lazy" else tuple(param.shape)
+            dtype = dtypes.get(param.dtype)
+            if dtype is None:
+                dtype = dtypes[param.dtype] = str(param.dtype).removeprefix("torch.")
             records.append(
-                ParamRecord(entry.path, shape, str(param.dtype).removeprefix("torch."),
-                            entry.source, label, init, detail)
+                ParamRecord(entry.path, shape, dtype, entry.source, label, init, detail)
             )
         rules = {
             r.label: {
