@@ -91,7 +91,7 @@ def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
 
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
-    sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values() if e.source != "lazy")
+    sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values())
     seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad():
         for path, module, _ in plan.resets:

@@ -199,7 +199,7 @@ def derive_key(seed: int, path: str, shape: Sequence[int]) -> int:
     >>> derive_key(0, "fc.weight", (2, 3)) == derive_key(1, "fc.weight", (2, 3))
     False
     """
-    text = f"{int(seed)}\x00{path}\x00{tuple(int(s) for s in shape)}".encode()
+    text = f"{int(seed)}\x00{path}\x00{','.join(map(str, shape))}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 

@@ -35,6 +35,7 @@ Example (the recipe; ``examples/fsdp2_init.py`` runs it on CPU with gloo)::
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -55,18 +56,20 @@ Task = Callable[[], None]
 
 
 def is_dtensor(tensor: object) -> bool:
-    """Whether ``tensor`` (or a Parameter wrapping it) is a ``DTensor``."""
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover - torch built without distributed
-        return False
-    return isinstance(tensor, DTensor) or isinstance(getattr(tensor, "data", None), DTensor)
+    """Whether ``tensor`` is a ``DTensor`` (a Parameter holding one has the DTensor type).
+
+    Cheap, and imports nothing: no DTensor exists before torch's DTensor module is loaded.
+
+    >>> import torch
+    >>> is_dtensor(torch.nn.Parameter(torch.zeros(2)))
+    False
+    """
+    module = sys.modules.get("torch.distributed.tensor._api")
+    return module is not None and isinstance(tensor, module.DTensor)
 
 
 def _dtensor(param: torch.Tensor):
-    from torch.distributed.tensor import DTensor
-
-    return param if isinstance(param, DTensor) else param.data
+    return param
 
 
 def local_block(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]] | None:
