@@ -609,6 +609,11 @@ class Pretrained(Initializer):
                 f"{key}.map_location", f"{self.map_location!r} is not a device: {exc}",
                 valid="cpu, cuda, cuda:0, mps, ...",
             ) from None
+        for name, policy in (("missing_keys", MissingKeys), ("unexpected_keys", UnexpectedKeys),
+                             ("shape_mismatch", ShapeMismatch), ("dtype_mismatch", DtypeMismatch)):
+            value = getattr(self, name)
+            _check(value in [m.value for m in policy], f"{key}.{name}", f"invalid value {value!r}",
+                   ", ".join(m.value for m in policy))
         for name in ("strip_prefixes", "reinit"):
             for i, item in enumerate(getattr(self, name)):
                 _check(bool(item), f"{key}.{name}[{i}]", "empty string", "a non-empty string")

@@ -245,6 +245,7 @@ def _convert(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     if (
         tensor.is_floating_point()
         and out.is_floating_point()
+        and torch.finfo(dtype).max < torch.finfo(tensor.dtype).max  # only a narrower range can overflow
         and not torch.isfinite(out).all()
         and not torch.equal(torch.isfinite(tensor), torch.isfinite(out))
     ):
@@ -275,6 +276,7 @@ def resolve_pretrained(
     """
     spec = rule.init
     key = rule.key
+    spec.validate(key)  # again: a Pretrained built in Python (Rule(Pretrained(...))) skips the parser
     try:
         torch.empty(0, device=spec.map_location)
     except (RuntimeError, AssertionError) as exc:

@@ -506,3 +506,13 @@ def test_fsdp2_sharded_parameters_load_through_their_dtensors(ckpt, source):
         assert torch.all(full["extra.weight"] == -0.5)
     finally:
         dist.destroy_process_group()
+
+
+def test_a_pretrained_built_in_python_is_validated_too(ckpt):
+    rule = hydra_init.Rule(hydra_init.Pretrained(checkpoint=ckpt, shape_mismatch="skipp"))
+    with pytest.raises(InitConfigError, match=r"shape_mismatch: invalid value 'skipp'. Valid: error, skip"):
+        hydra_init.plan(Net(), [rule])
+    model = Net()
+    hydra_init.apply(model, [hydra_init.Rule(hydra_init.Pretrained(checkpoint=ckpt, shape_mismatch="skip"))],
+                     log=False)
+    assert torch.equal(model.head.weight, trained().head.weight)
