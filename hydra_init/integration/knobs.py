@@ -21,6 +21,7 @@ with ``init.<knob>=null``.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -64,25 +65,26 @@ def _holds(leaves: list[Any], value: Any) -> bool:
 def unused_knobs(cfg: Any) -> set[str]:
     """Knobs that are set but that no rule uses.
 
-    A knob is used when an interpolation under ``rules`` refers to it
-    (``cfg.init`` as composed, unresolved) or, once Hydra's ``instantiate`` has
-    resolved the interpolations away, when some rule holds its value, alone or
-    inside a string (an ``expr`` formula, a name glob). A knob passed through a
-    custom resolver that changes its value counts as unused in a resolved config.
+    While the rules hold interpolations (``cfg.init`` as composed), a knob is
+    used when an interpolation refers to it. Once Hydra's ``instantiate`` has
+    resolved them away, a knob counts as used when some rule holds its value,
+    alone or inside a string (an ``expr`` formula, a name glob); a knob passed
+    through a custom resolver that changes its value would count as unused there.
     """
+    rules = cfg.get("rules")
+    raw = OmegaConf.to_container(rules, resolve=False) if OmegaConf.is_config(rules) else rules or {}
+    referenced = _referenced(raw)
     if isinstance(cfg, DictConfig):
-        rules = cfg.get("rules")
-        referenced = _referenced(OmegaConf.to_container(rules, resolve=False) if OmegaConf.is_config(rules)
-                                 else rules or {})
         cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    else:
-        referenced = _referenced(cfg.get("rules") or {})
-    leaves = [leaf.value if hasattr(leaf, "value") else leaf for leaf in _leaves(cfg.get("rules") or {})]
-    return {
-        k for k in KNOBS
-        if cfg.get(k) is not None and k not in referenced
-        and not _holds(leaves, cfg[k].value if hasattr(cfg[k], "value") else cfg[k])
-    }
+    set_knobs = {k: _value(cfg[k]) for k in KNOBS if cfg.get(k) is not None}
+    if referenced:  # unresolved: the interpolations say exactly which knobs are read
+        return {k for k in set_knobs if k not in referenced}
+    leaves = [_value(leaf) for leaf in _leaves(cfg.get("rules") or {})]
+    return {k for k, v in set_knobs.items() if not _holds(leaves, v)}
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, enum.Enum) else x
 
 
 def _task_overrides(cfg: Any) -> list[str] | None:
