@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .plan import Plan, PlanEntry
+from .plan import Plan, PlanEntry, without_gc
 from .sampling import FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
@@ -89,6 +89,7 @@ def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
     return lambda: param.data.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
 
 
+@without_gc
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
     sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values())

@@ -14,8 +14,11 @@ is the rule's position (later wins).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -231,6 +234,31 @@ def _is_lazy(param: torch.Tensor) -> bool:
     return isinstance(param, nn.parameter.UninitializedTensorMixin)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def without_gc(fn: _F) -> _F:
+    """Run ``fn`` with the cyclic garbage collector paused.
+
+    Planning a big model allocates ~10 objects per parameter; the collector
+    would otherwise rescan the whole model graph many times (half of the
+    planning time for 10,000 parameters). Nothing here creates cycles to collect.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return wrapper  # type: ignore[return-value]
+
+
+@without_gc
 def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") -> Plan:
     """Resolve a config against ``model`` into a :class:`Plan` without writing anything."""
     if not isinstance(parsed, ParsedConfig):

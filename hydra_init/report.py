@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plan import Plan, PlanEntry
+from .plan import Plan, PlanEntry, without_gc
 
 __all__ = ["InitReport", "ParamRecord"]
 
@@ -89,6 +89,7 @@ class InitReport:
     """Parameter path -> why a Pretrained rule targeting it did not load it."""
 
     @classmethod
+    @without_gc
     def from_plan(cls, plan: Plan, seed: int | None, applied: bool) -> InitReport:
         records = []
         won: dict[str, int] = defaultdict(int)
