@@ -1,0 +1,246 @@
+"""The ``hydra-init`` command: list presets, dry-run an init, summarize a sweep.
+
+::
+
+    hydra-init presets
+    hydra-init plan torch.nn.TransformerEncoderLayer init=trunc_normal model.d_model=512 model.nhead=8
+    hydra-init plan examples/why_init/conf/config.yaml init=orthogonal init.gain=1.4142
+    hydra-init summary multirun/2026-01-01/12-00-00
+
+``plan`` takes Hydra overrides: ``init=<preset>``, ``init.<knob>=<value>``,
+``init.rules.<rule>.<field>=<value>`` and, for a ``_target_``, the model's
+constructor arguments as ``model.<arg>=<value>``. The model is built on the
+``meta`` device (no memory, no values), so even a huge model plans instantly;
+nothing is written.
+
+Exit status: 0 on success, 2 for a bad config or command line (the message
+names the config key), 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("hydra_init")
+
+_WRAPPERS = ("hydra_init.initialized", "hydra_init.integration.initialized",
+             "hydra_init.integration.instantiate.initialized")
+
+
+# ----------------------------------------------------------------------------- presets
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import format_presets, list_presets, rule_names
+
+    presets = list_presets()
+    if args.json:
+        print(json.dumps([{"name": p.name, "description": p.description, "knobs": p.knobs,
+                           "path": str(p.path), "error": p.error} for p in presets], indent=2))
+    else:
+        print(format_presets(presets, rule_names()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- plan
+def _is_config_file(source: str) -> bool:
+    return source.endswith((".yaml", ".yml")) or Path(source).is_file()
+
+
+def _target_overrides(target: str, overrides: Sequence[str], model_key: str) -> list[str]:
+    """Overrides for an empty primary config: groups and model arguments are added with ``+``."""
+    out = [f"+{model_key}._target_={target}"]
+    for item in overrides:
+        if item.startswith(("+", "~")):
+            out.append(item)
+        elif item.split("=", 1)[0] == "init" or item.startswith(f"{model_key}."):
+            out.append(f"+{item}")
+        else:
+            out.append(item)
+    return out
+
+
+def _build_model(model_cfg: Any, device: str) -> Any:
+    """Instantiate the model, on the meta device by default (no memory, no values)."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    if OmegaConf.select(model_cfg, "_target_") in _WRAPPERS:
+        model_cfg = model_cfg.module  # build the module only; the wrapper would apply the init
+    if device == "meta":
+        try:
+            with torch.device("meta"):
+                return instantiate(model_cfg)
+        except Exception as exc:  # some constructors compute values (buffers, .item())
+            print(f"note: cannot build the model on the meta device ({type(exc).__name__}: {exc}); "
+                  "building it on cpu", file=sys.stderr)
+    with torch.device(device if device != "meta" else "cpu"):
+        return instantiate(model_cfg)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    import hydra_init
+
+    from .presets import compose
+
+    if _is_config_file(args.source):
+        config = Path(args.source)
+        for path in (Path.cwd(), config.resolve().parent, config.resolve().parent.parent):
+            if str(path) not in sys.path:  # the app's own modules, as `python train.py` sees them
+                sys.path.insert(0, str(path))
+        cfg = compose(args.overrides, config=config)
+    else:
+        if not any(o.split("=", 1)[0].lstrip("+") == args.init_key for o in args.overrides):
+            raise _UsageError(f"no init config: add {args.init_key}=<preset> "
+                              "(`hydra-init presets` lists them)")
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        cfg = compose(_target_overrides(args.source, args.overrides, args.model_key))
+    model_cfg = OmegaConf.select(cfg, args.model_key)
+    if model_cfg is None:
+        raise _UsageError(f"the config has no {args.model_key!r} node; pick it with --model-key")
+    init_cfg = OmegaConf.select(cfg, args.init_key)
+    model = _build_model(model_cfg, args.device)
+    report = hydra_init.plan(model, init_cfg, key=args.init_key)
+    if args.json:
+        print(report.to_json())
+        return 0
+    print(report)
+    if args.params:
+        width = max((len(r.path) for r in report.params), default=0)
+        print()
+        for r in report.params:
+            shape = "x".join(map(str, r.shape)) or "-"
+            print(f"  {r.path.ljust(width)}  {shape:>14}  {r.source:<10} {r.rule or '-'}: {r.init}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- summary
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from .integration.callbacks import collect_rows, markdown_table, write_summary
+
+    dirs = [Path(d) for d in args.dirs]
+    rows: list[dict[str, Any]] = []
+    job_dirs: list[Path] = []
+    for directory in dirs:
+        if not directory.is_dir():
+            raise _UsageError(f"{directory} is not a directory")
+        found = collect_rows(directory)
+        if not found:
+            raise _UsageError(
+                f"no job records under {directory}: run the sweep with +hydra/callbacks=init_summary "
+                "so that every job leaves hydra_init_job.json"
+            )
+        for row in found:
+            job_dirs.append(directory / row["dir"])
+            if len(dirs) > 1:
+                row["dir"] = str(directory / row["dir"])
+        rows.extend(found)
+    out = Path(args.out) if args.out else (dirs[0] if len(dirs) == 1 else
+                                           Path(os.path.commonpath([d.resolve() for d in dirs])))
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_summary(rows, out)
+    if args.format == "markdown":
+        print(markdown_table(rows))
+    else:
+        print(next(p for p in written if p.suffix == f".{args.format}").read_text(), end="")
+    if args.plot != "no":
+        try:
+            from .sweep_plot import plot_sweep, require_matplotlib
+
+            require_matplotlib()
+        except ImportError as exc:
+            if args.plot == "yes":
+                raise _UsageError(str(exc)) from None
+            print(f"note: no pictures ({exc})", file=sys.stderr)
+        else:
+            written += plot_sweep(rows, job_dirs, out, title=args.title or "")
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+class _UsageError(Exception):
+    """A problem with the command line itself (exit status 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hydra-init",
+        description="Config-driven weight initialization for PyTorch: presets, dry runs, sweep summaries.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("presets", help="list the init presets with their descriptions and knobs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser(
+        "plan", help="dry run: what every parameter would get (nothing is written)",
+        description="Dry run of an init on a model: the report of what each parameter would get. "
+        "SOURCE is a model _target_ (e.g. torch.nn.Transformer) or a Hydra app's primary config "
+        "YAML; OVERRIDES are Hydra overrides (init=<preset>, init.<knob>=..., model.<arg>=...).",
+    )
+    p.add_argument("source", metavar="SOURCE", help="model _target_ or config .yaml")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDES", help="Hydra overrides")
+    p.add_argument("--model-key", default="model", help="config node that builds the model (model)")
+    p.add_argument("--init-key", default="init", help="config node of the init (init)")
+    p.add_argument("--device", default="meta",
+                   help="where to build the model: meta (default, no memory) or cpu, cuda ...")
+    p.add_argument("--params", action="store_true", help="also list every parameter")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser(
+        "summary", help="the table (and pictures) of a multirun",
+        description="One row per job of one or more multirun directories: overrides, returned "
+        "metric, what the init did. Writes init_summary.{csv,json,md} and, with matplotlib (the "
+        "plot extra), init_summary.png (metric per job) and curve_<name>.png per logged curve.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="MULTIRUN_DIR")
+    p.add_argument("--out", help="where to write the files (default: the multirun dir, or the "
+                   "common parent of several)")
+    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown",
+                   help="what to print (default markdown)")
+    p.add_argument("--plot", choices=("auto", "yes", "no"), default="auto",
+                   help="draw PNGs: auto (if matplotlib is installed), yes, no")
+    p.add_argument("--title", help="title of the pictures")
+    p.set_defaults(func=_cmd_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hydra-init``; returns the exit status.
+
+    >>> main(["presets"])  # doctest: +ELLIPSIS
+    init presets (select with init=<name>, set a knob with init.<knob>=<value>):
+    ...
+    0
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import InitConfigError
+
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (InitConfigError, HydraException, OmegaConfBaseException, _UsageError) as exc:
+        print(f"hydra-init {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
