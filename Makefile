@@ -32,5 +32,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# Why init matters: 6 init settings x 3 seeds of a 20-layer plain ReLU net on digits, in parallel
+# jobs; writes the sweep table and pictures to multirun/why_init (see docs/why_init.md)
+sweep: $(STAMP)
+	$(BIN)/python examples/why_init/sweep.py --launcher joblib --out multirun/why_init
+
 clean:
 	rm -rf $(VENV) build *.egg-info outputs multirun
