@@ -68,25 +68,27 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
     for entry in plan.entries.values():
         if entry.source != "rule":
             continue
+        # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
         param, draw = entry.ref.param, entry.draw
         numel = param.numel()
         values += numel
-        key = 0 if isinstance(draw, FillDraw) else derive_key(seed, entry.path, param.shape)
+        fill = type(draw) is FillDraw
+        key = 0 if fill else derive_key(seed, entry.path, param.shape)
         if is_dtensor(param):
             more_jobs, more_tasks = sharded_work(param, draw, key)
             jobs.extend(more_jobs)
             tasks.extend(more_tasks)
-        elif isinstance(draw, FillDraw):
-            jobs.append(Job(param.data, draw, key, numel))
+        elif fill:
+            jobs.append(Job(param, draw, key, numel))
         elif draw.elementwise and param.is_contiguous():
-            jobs.append(Job(param.data.view(-1), draw, key, numel))
+            jobs.append(Job(param.view(-1), draw, key, numel))
         else:
             tasks.append(_copy_task(param, entry, key))
     return jobs, tasks, values
 
 
 def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
-    return lambda: param.data.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
+    return lambda: param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
 
 
 @without_gc
