@@ -29,6 +29,7 @@ random draws. Loaded parameters beat every random rule (``reinit`` globs excepte
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,9 +96,9 @@ class PretrainedLoad:
     Attributes:
         tensors: parameter path -> checkpoint tensor to copy.
         buffers: buffer path -> checkpoint tensor to copy.
-        not_loaded: parameter path -> why the checkpoint does not provide it
-            (``not in checkpoint``, ``reinit``, or the shape mismatch); the other
-            rules initialize these.
+        not_loaded: parameter (or shape-skipped buffer) path -> why the checkpoint
+            does not provide it (``not in checkpoint``, ``reinit``, or the shape
+            mismatch); the other rules initialize these parameters.
         missing_buffers: buffer paths the checkpoint lacks (they keep their values).
         unexpected: checkpoint keys (as stored in the file) that match nothing.
         converted: keys whose dtype was converted to the model's.
@@ -152,7 +153,10 @@ class PretrainedLoad:
 # ----------------------------------------------------------------------------- targets
 @dataclass(frozen=True)
 class _Target:
-    """A model tensor a rule may load: its checkpoint-relative key and where it lives."""
+    """A model tensor under a rule's roots: its checkpoint-relative key and where it lives.
+
+    ``wanted`` is false for tensors the rule's ``layer``/``exclude``/``params`` leave out.
+    """
 
     key: str
     path: str
@@ -160,6 +164,7 @@ class _Target:
     name: str
     tensor: torch.Tensor
     is_param: bool
+    wanted: bool = True
 
 
 def _relative(path: str, root: str) -> str:
@@ -197,7 +202,7 @@ def _tensors_of(
             yield path, path, buf, False
 
 
-def _wanted(rule: Rule, registered: str, is_param: bool) -> bool:
+def _wanted(rule: Rule, registered: str) -> bool:
     """``params`` globs narrow a Pretrained rule as they narrow any rule."""
     if not rule.params:
         return True
@@ -212,23 +217,20 @@ def _targets(
     """The tensors the rule loads, and every key under its roots (to tell filtered from unexpected)."""
     roots = _roots(rule, index)
     selected = {id(m) for _, m in modules}
-    candidates: list[tuple[str, str, str, nn.Module, Any, bool, bool]] = []
+    candidates: list[_Target] = []
     for module_path, module in index.modules:
         root = _root_of(module_path, roots)
         if root is None:
             continue
         keep = id(module) in selected
         for registered, path, tensor, is_param in _tensors_of(index, module_path, module):
-            wanted = keep and _wanted(rule, registered, is_param)
-            key = _relative(registered, root)
-            candidates.append((key, path, registered, module, tensor, is_param, wanted))
-    keys = strip_wrappers([c[0] for c in candidates], rule.init.strip_prefixes)
-    back = {original: stripped for stripped, original in keys.items()}
-    targets = [
-        _Target(back[key], path, module, registered.rpartition(".")[2], tensor, is_param)
-        for key, path, registered, module, tensor, is_param, wanted in candidates
-        if wanted
-    ]
+            candidates.append(_Target(
+                _relative(registered, root), path, module, registered.rpartition(".")[2], tensor, is_param,
+                wanted=keep and _wanted(rule, registered),
+            ))
+    keys = strip_wrappers([c.key for c in candidates], rule.init.strip_prefixes)
+    stripped = {original: new for new, original in keys.items()}
+    targets = [dataclasses.replace(c, key=stripped[c.key]) for c in candidates if c.wanted]
     return targets, set(keys)
 
 
@@ -265,6 +267,153 @@ def _check_reinit(rule: Rule, targets: list[_Target]) -> None:
 
 
 # ----------------------------------------------------------------------------- resolve
+@dataclass
+class _Matching:
+    """Checkpoint keys paired with targets, and the problems found, before policies apply."""
+
+    used: set[str] = field(default_factory=set)
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    wrong_dtype: list[str] = field(default_factory=list)
+    overflow: list[str] = field(default_factory=list)
+
+    def shape_lines(self) -> list[str]:
+        return [f"{key}: checkpoint {c} vs model {m} ({path})" for path, key, c, m in self.mismatched]
+
+
+def _read(rule: Rule) -> tuple[str, Any, dict[str, str]]:
+    """Locate and read the rule's checkpoint: ``(file, state dict, {model key: file key})``."""
+    spec, key = rule.init, rule.key
+    located = locate(spec.checkpoint, sha256=spec.sha256, key=f"{key}.checkpoint")
+    file = str(located.path)
+    try:
+        state = read_state_dict(
+            located.path, map_location=spec.map_location, state_dict_key=spec.state_dict_key, key=key
+        )
+    except InitConfigError as exc:
+        if located.url is None:
+            raise
+        raise InitConfigError(
+            exc.key, f"{exc.problem} (downloaded from {located.url})", valid=exc.valid,
+            hint=f"delete the cached copy {file} to download it again; " + (exc.hint or ""),
+        ) from None
+    keymap = KeyMap(tuple(spec.strip_prefixes), spec.prefix, parse_rename(spec.rename, f"{key}.rename"))
+    return file, state, keymap.apply(state.tensors, file=file, key=key)
+
+
+def _match(rule: Rule, targets: list[_Target], state: Any, names: dict[str, str], result: PretrainedLoad
+           ) -> _Matching:
+    """Pair targets with checkpoint tensors into ``result``; collect what the policies decide on."""
+    spec = rule.init
+    found = _Matching()
+    for target in targets:
+        if target.path in result.tensors or target.path in result.buffers or target.path in result.not_loaded:
+            found.used.add(target.key)  # a tied parameter or shared module seen under another name
+            continue
+        original = names.get(target.key)
+        if original is None:
+            found.missing.append(target.path)
+            continue
+        found.used.add(target.key)
+        if nn.parameter.is_lazy(target.tensor):
+            continue  # lazy: the plan reports it; nothing to copy into
+        if any(glob_match(_relative(target.path, rule.scope), g) for g in spec.reinit):
+            if target.is_param:
+                result.not_loaded[target.path] = REINIT
+            continue  # left to the other rules, whatever its shape or dtype
+        tensor = state.tensors[original]
+        if tuple(tensor.shape) != tuple(target.tensor.shape):
+            found.mismatched.append(
+                (target.path, original, tuple(tensor.shape), tuple(target.tensor.shape))
+            )
+            continue
+        dtype = target.tensor.dtype
+        if tensor.dtype != dtype:
+            if DtypeMismatch(spec.dtype_mismatch) is DtypeMismatch.error:
+                found.wrong_dtype.append(f"{original}: checkpoint {tensor.dtype}, model {dtype}")
+                continue
+            converted = _convert(tensor, dtype)
+            if converted is None:
+                found.overflow.append(f"{original}: {tensor.dtype} -> {dtype}")
+                continue
+            tensor = converted
+            result.converted.append(original)
+        loaded = LoadedTensor(tensor, spec.checkpoint, original, rule)
+        if target.is_param:
+            result.tensors[target.path] = loaded
+        else:
+            result.buffers[target.path] = LoadedBuffer(target.module, target.name, loaded)
+    return found
+
+
+def _enforce(rule: Rule, index: ModelIndex, file: str, names: dict[str, str], all_keys: set[str],
+             targets: list[_Target], found: _Matching, result: PretrainedLoad) -> None:
+    """Apply the rule's policies: raise, or record what is left to the other rules."""
+    spec, key = rule.init, rule.key
+    if not found.used:
+        raise InitConfigError(
+            f"{key}.checkpoint", f"no key of {file} matches a tensor of {_describe_roots(rule, index)}",
+            valid="checkpoint keys such as " + ", ".join(sorted(names)[:4])
+            + "; model keys such as " + ", ".join(sorted(all_keys)[:4]),
+            hint=suggest_alignment(names, all_keys) or "set prefix, rename or name so that the two line up",
+        )
+    if found.mismatched and ShapeMismatch(spec.shape_mismatch) is ShapeMismatch.error:
+        raise InitConfigError(
+            f"{key}.shape_mismatch",
+            f"{len(found.mismatched)} tensor(s) of {file} differ in shape from the model: "
+            + _listing(found.shape_lines(), limit=None),
+            valid="error (default), skip",
+            hint="set shape_mismatch: skip to initialize them by the other rules instead "
+            "(e.g. a head with a new number of classes), or reinit: [<their paths>]",
+        )
+    if found.wrong_dtype:
+        raise InitConfigError(
+            f"{key}.dtype_mismatch", f"{len(found.wrong_dtype)} tensor(s) of {file} differ in dtype: "
+            + _listing(found.wrong_dtype), valid="convert (default), error",
+            hint="set dtype_mismatch: convert to cast them to the model's dtype",
+        )
+    if found.overflow:
+        raise InitConfigError(
+            f"{key}.dtype_mismatch",
+            f"casting {len(found.overflow)} tensor(s) of {file} to the model's dtype turns finite values "
+            "into inf: " + _listing(found.overflow),
+            hint="load into a model with a wider dtype (e.g. float32) and cast it afterwards",
+        )
+    if found.mismatched and not result.tensors and not result.buffers and not result.reinit:
+        raise InitConfigError(
+            f"{key}.checkpoint", f"nothing of {file} can be loaded: every tensor that matches by "
+            f"name differs in shape ({_listing(found.shape_lines(), limit=3)})",
+            hint="this checkpoint is probably for another architecture or size",
+        )
+    for path, original, ckpt_shape, model_shape in found.mismatched:
+        result.not_loaded[path] = (
+            f"shape mismatch: {original} is {ckpt_shape} in the checkpoint, {model_shape} here"
+        )
+    params = {t.path for t in targets if t.is_param}
+    missing = [p for p in found.missing if p not in result.tensors and p not in result.buffers
+               and p not in result.not_loaded]
+    result.missing_buffers = [p for p in missing if p not in params]
+    for path in missing:
+        if path in params:
+            result.not_loaded[path] = NOT_IN_CHECKPOINT
+    if missing and MissingKeys(spec.missing_keys) is MissingKeys.error:
+        absent = set(missing)
+        raise InitConfigError(
+            f"{key}.missing_keys", f"{len(missing)} model tensor(s) have no key in {file}: "
+            + _listing(missing), valid="init (default), error",
+            hint=suggest_alignment(set(names) - found.used, [t.key for t in targets if t.path in absent])
+            or "set missing_keys: init to initialize them by the other rules",
+        )
+    result.unexpected = sorted(names[k] for k in set(names) - found.used - all_keys)
+    if result.unexpected and UnexpectedKeys(spec.unexpected_keys) is UnexpectedKeys.error:
+        raise InitConfigError(
+            f"{key}.unexpected_keys", f"{len(result.unexpected)} key(s) of {file} match no model tensor: "
+            + _listing(result.unexpected), valid="ignore (default), error",
+            hint=suggest_alignment(set(names) - found.used, all_keys - found.used)
+            or "set prefix to load a part of the checkpoint, or unexpected_keys: ignore",
+        )
+
+
 def resolve_pretrained(
     rule: Rule, index: ModelIndex, modules: list[tuple[str, nn.Module]]
 ) -> PretrainedLoad:
@@ -272,10 +421,10 @@ def resolve_pretrained(
 
     ``modules`` are the modules the rule's selectors matched (as for any rule).
     Raises :class:`~hydra_init.InitConfigError` for every problem, naming the
-    config key, the file and the checkpoint keys involved.
+    config key, the file and the checkpoint keys involved. Model-side problems
+    are found before the file is downloaded or read.
     """
-    spec = rule.init
-    key = rule.key
+    spec, key = rule.init, rule.key
     spec.validate(key)  # again: a Pretrained built in Python (Rule(Pretrained(...))) skips the parser
     try:
         torch.empty(0, device=spec.map_location)
@@ -291,121 +440,10 @@ def resolve_pretrained(
             hint="check name/layer/exclude/params of this Pretrained rule",
         )
     _check_reinit(rule, targets)
-    located = locate(spec.checkpoint, sha256=spec.sha256, key=f"{key}.checkpoint")
-    file = str(located.path)
-    try:
-        state = read_state_dict(
-            located.path, map_location=spec.map_location, state_dict_key=spec.state_dict_key, key=key
-        )
-    except InitConfigError as exc:
-        if located.url is None:
-            raise
-        raise InitConfigError(
-            exc.key, f"{exc.problem} (downloaded from {located.url})", valid=exc.valid,
-            hint=f"delete the cached copy {file} to download it again; " + (exc.hint or ""),
-        ) from None
-    keymap = KeyMap(tuple(spec.strip_prefixes), spec.prefix, parse_rename(spec.rename, f"{key}.rename"))
-    names = keymap.apply(state.tensors, file=file, key=key)
+    file, state, names = _read(rule)
     result = PretrainedLoad(rule, spec.checkpoint, file, state.format, state.entry)
-    used: set[str] = set()
-    mismatched: list[tuple[str, str]] = []
-    wrong_dtype: list[str] = []
-    overflow: list[str] = []
-    missing_params: list[str] = []
-    for target in targets:
-        if target.path in result.tensors or target.path in result.buffers:
-            used.add(target.key)  # a tied parameter or shared module seen under another name
-            continue
-        original = names.get(target.key)
-        if original is None:
-            (missing_params if target.is_param else result.missing_buffers).append(target.path)
-            continue
-        used.add(target.key)
-        if nn.parameter.is_lazy(target.tensor):
-            continue  # lazy: the plan reports it; nothing to copy into
-        tensor = state.tensors[original]
-        if tuple(tensor.shape) != tuple(target.tensor.shape):
-            mismatched.append(
-                (target.path, f"{original}: checkpoint {tuple(tensor.shape)} vs model "
-                 f"{tuple(target.tensor.shape)} ({target.path})")
-            )
-            continue
-        if tensor.dtype != target.tensor.dtype:
-            if DtypeMismatch(spec.dtype_mismatch) is DtypeMismatch.error:
-                wrong_dtype.append(f"{original}: checkpoint {tensor.dtype} vs model {target.tensor.dtype}")
-                continue
-            converted = _convert(tensor, target.tensor.dtype)
-            if converted is None:
-                overflow.append(f"{original}: {tensor.dtype} -> {target.tensor.dtype}")
-                continue
-            tensor = converted
-            result.converted.append(original)
-        loaded = LoadedTensor(tensor, spec.checkpoint, original, rule)
-        reinit = any(glob_match(_relative(target.path, rule.scope), g) for g in spec.reinit)
-        if reinit and target.is_param:
-            result.not_loaded[target.path] = REINIT
-        elif not reinit and target.is_param:
-            result.tensors[target.path] = loaded
-        elif not reinit:
-            result.buffers[target.path] = LoadedBuffer(target.module, target.name, loaded)
-
-    if not used:
-        raise InitConfigError(
-            f"{key}.checkpoint", f"no key of {file} matches a tensor of {_describe_roots(rule, index)}",
-            valid="checkpoint keys such as " + ", ".join(sorted(names)[:4])
-            + "; model keys such as " + ", ".join(sorted(all_keys)[:4]),
-            hint=suggest_alignment(names, all_keys) or "set prefix, rename or name so that the two line up",
-        )
-    if mismatched and ShapeMismatch(spec.shape_mismatch) is ShapeMismatch.error:
-        raise InitConfigError(
-            f"{key}.shape_mismatch",
-            f"{len(mismatched)} tensor(s) of {file} differ in shape from the model: "
-            + _listing([text for _, text in mismatched], limit=None),
-            valid="error (default), skip",
-            hint="set shape_mismatch: skip to initialize them by the other rules instead "
-            "(e.g. a head with a new number of classes)",
-        )
-    if wrong_dtype:
-        raise InitConfigError(
-            f"{key}.dtype_mismatch", f"{len(wrong_dtype)} tensor(s) of {file} differ in dtype: "
-            + _listing(wrong_dtype), valid="convert (default), error",
-            hint="set dtype_mismatch: convert to cast them to the model's dtype",
-        )
-    if overflow:
-        raise InitConfigError(
-            f"{key}.dtype_mismatch", f"casting {len(overflow)} tensor(s) of {file} to the model's dtype "
-            "turns finite values into inf: " + _listing(overflow),
-            hint="load into a model with a wider dtype (e.g. float32) and cast it afterwards",
-        )
-    if mismatched and not result.tensors and not result.buffers and not result.reinit:
-        raise InitConfigError(
-            f"{key}.checkpoint", f"nothing of {file} can be loaded: every tensor that matches by "
-            f"name differs in shape ({_listing([text for _, text in mismatched], limit=3)})",
-            hint="this checkpoint is probably for another architecture or size",
-        )
-    for path, text in mismatched:
-        result.not_loaded[path] = "shape mismatch: " + text.split(": ", 1)[1]
-    missing_params = [p for p in missing_params if p not in result.tensors and p not in result.not_loaded]
-    result.missing_buffers = [p for p in result.missing_buffers if p not in result.buffers]
-    for path in missing_params:
-        result.not_loaded[path] = NOT_IN_CHECKPOINT
-    missing = missing_params + result.missing_buffers
-    if missing and MissingKeys(spec.missing_keys) is MissingKeys.error:
-        absent = set(missing)
-        raise InitConfigError(
-            f"{key}.missing_keys", f"{len(missing)} model tensor(s) have no key in {file}: "
-            + _listing(missing), valid="init (default), error",
-            hint=suggest_alignment(set(names) - used, [t.key for t in targets if t.path in absent])
-            or "set missing_keys: init to initialize them by the other rules",
-        )
-    result.unexpected = sorted(names[k] for k in set(names) - used - all_keys)
-    if result.unexpected and UnexpectedKeys(spec.unexpected_keys) is UnexpectedKeys.error:
-        raise InitConfigError(
-            f"{key}.unexpected_keys", f"{len(result.unexpected)} key(s) of {file} match no model tensor: "
-            + _listing(result.unexpected), valid="ignore (default), error",
-            hint=suggest_alignment(set(names) - used, all_keys - used)
-            or "set prefix to load a part of the checkpoint, or unexpected_keys: ignore",
-        )
+    found = _match(rule, targets, state, names, result)
+    _enforce(rule, index, file, names, all_keys, targets, found, result)
     return result
 
 

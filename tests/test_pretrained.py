@@ -130,6 +130,14 @@ def test_reinit_globs_hand_covered_params_to_the_rules(ckpt, source):
     assert "head.weight" in report.not_in_checkpoint
 
 
+def test_reinit_parameters_may_differ_in_shape(ckpt, source):
+    model = Net(classes=5)  # a new number of classes, re-initialized on purpose
+    report = hydra_init.apply(model, {"rules": {"pretrained": pre(ckpt, reinit=["head.*"]), **NEW_PARTS}},
+                              log=False)
+    assert torch.all(model.head.weight == -0.5) and report.checkpoints[0]["shape_skipped"] == {}
+    assert_loaded(model, source.state_dict(), ["backbone.conv.weight"])
+
+
 def test_reinit_glob_that_matches_nothing_is_an_error(ckpt):
     model = Net()
     before = snapshot(model)
@@ -358,7 +366,7 @@ def test_shape_mismatch_skip_initializes_by_rules(ckpt, source):
         "p": pre(ckpt, shape_mismatch="skip"), **NEW_PARTS}}, log=False)
     assert torch.all(model.head.weight == -0.5)
     assert_loaded(model, source.state_dict(), ["backbone.conv.weight", "backbone.bn.running_mean"])
-    expected = f"shape mismatch: checkpoint (10, 8) vs model (5, 8) (head.weight) ({ckpt})"
+    expected = f"shape mismatch: head.weight is (10, 8) in the checkpoint, (5, 8) here ({ckpt})"
     assert report["head.weight"].detail == expected
     assert report.checkpoints[0]["shape_skipped"].keys() == {"head.weight", "head.bias"}
 
