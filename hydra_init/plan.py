@@ -359,4 +359,11 @@ def _resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
                 hint="pick an explicit initializer for this module, or exclude it",
             )
         out.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
+    # reset_parameters() rewrites every parameter of its module, also those the Default
+    # rule did not select (params: [weight] still resets the bias): report them as reset.
+    for path, entry in plan.entries.items():
+        owner = out.get(id(entry.ref.module))
+        if owner is not None and entry.source == "default":
+            plan.entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
+                                           role=entry.ref.local_name)
     return list(out.values())
