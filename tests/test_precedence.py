@@ -284,3 +284,14 @@ def test_default_then_explicit_rule():
                   "weight_only": {"type": "Zeros", "layer": "Linear", "params": "weight"}})
     assert bool((model.weight == 0).all())
     assert model.bias.abs().max().item() <= 1 / 8 and bool((model.bias != 0).any())
+
+
+def test_default_rule_reports_every_parameter_reset_parameters_writes():
+    # reset_parameters() rewrites the whole module, so a Default rule limited to the weight
+    # still changes the bias: the report must say so instead of "left at default".
+    model = nn.Linear(64, 32)
+    before = snapshot(model)
+    report = apply(model, {"torch": {"type": "Default", "layer": "Linear", "params": "weight"}})
+    assert changed(model, before) == {"weight", "bias"}
+    assert report["bias"].source == "reset" and report["bias"].rule == "torch"
+    assert report.by_source("default") == []
