@@ -221,12 +221,29 @@ def _check_shape(rule: Rule, init: Initializer, ref: ParamRef) -> Draw:
             f"(e.g. exclude {ref.module.__class__.__name__})",
         )
     try:
-        return init.draw(shape)
+        draw = init.draw(shape)
     except (ValueError, RuntimeError) as exc:
         raise InitConfigError(
             f"{rule.key}.type", f"{init.type_name} cannot fill {ref.path} "
             f"{tuple(shape)}: {exc}"
         ) from None
+    return _check_dtype(rule, init, ref, draw)
+
+
+def _check_dtype(rule: Rule, init: Initializer, ref: ParamRef, draw: Draw) -> Draw:
+    """Integer/bool parameters take only whole constants (torch would truncate or fail mid-write)."""
+    dtype = ref.param.dtype
+    if dtype.is_floating_point or dtype.is_complex:
+        return draw
+    if isinstance(draw, FillDraw) and float(draw.value).is_integer():
+        return draw
+    what = f"the constant {draw.value:g}" if isinstance(draw, FillDraw) else "random real numbers"
+    raise InitConfigError(
+        f"{rule.key}.type", f"{init.type_name} writes {what} but {ref.path} has dtype "
+        f"{str(dtype).removeprefix('torch.')}",
+        valid="whole-number Constant, Zeros, Ones (and bias) for integer or bool parameters",
+        hint="narrow the rule with layer/params/exclude so it skips this parameter",
+    )
 
 
 def _is_lazy(param: torch.Tensor) -> bool:
@@ -339,7 +356,8 @@ def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> Plan
     if isinstance(init, Default):
         return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
     if role == BIAS:
-        return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(init.bias_value))
+        draw = _check_dtype(rule, init, ref, FillDraw(init.bias_value))
+        return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=draw)
     return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=_check_shape(rule, init, ref))
 
 
