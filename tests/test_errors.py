@@ -28,6 +28,14 @@ class Scale(nn.Module):
         self.weight = nn.Parameter(torch.ones(4, 4))
 
 
+class Counts(nn.Module):
+    """A module with an integer (non-trainable) parameter named like a weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(4, 4, dtype=torch.long), requires_grad=False)
+
+
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -35,10 +43,11 @@ class Net(nn.Module):
         self.norm = nn.LayerNorm(4)
         self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
         self.scale = Scale()
+        self.counts = Counts()
         self.head = nn.Linear(4, 2)
 
 
-FIRST = {"type": "Constant", "val": 0.5, "bias": 0.25}
+FIRST = {"type": "Constant", "val": 0.5, "bias": 0.25, "exclude": "counts"}
 
 
 def named(bad: dict | Rule, **top) -> dict:
@@ -87,6 +96,10 @@ CASES = [
          ["groups"]),
     Case("eye-on-4d", named({"type": "Eye", "layer": "Conv2d"}), "init.rules.bad*",
          ["Eye", "backbone.layer1.weight"]),
+    Case("random-draw-on-integer-param", named({"type": "Normal", "std": 0.02, "layer": "Counts"}),
+         "init.rules.bad*", ["counts.weight", "int64", "Constant"]),
+    Case("fractional-constant-on-integer-param", named({"type": "Constant", "val": 0.5, "layer": "Counts"}),
+         "init.rules.bad*", ["counts.weight", "0.5"]),
     Case("default-without-reset", named({"type": "Default", "layer": "Scale"}), "init.rules.bad*",
          ["reset_parameters", "scale"]),
     # bad enum values list the valid ones
