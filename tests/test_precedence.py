@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import changed, snapshot
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 
 import hydra_init
 
@@ -65,10 +65,12 @@ def test_priority_in_mmengine_list_form():
 
 
 # ----------------------------------------------------------------------------- written once
-class WriteCounter(TorchDispatchMode):
-    """Counts the elements that in-place/out= ops write into each parameter's storage.
+class WriteCounter(TorchFunctionMode):
+    """Counts the elements that torch calls write into each parameter's storage.
 
-    Dispatch modes are per thread, so callers run the engine on one thread.
+    Writes are in-place calls (``normal_``, ``copy_``, ``torch._foreach_add_``: a trailing
+    underscore), item assignment and ``out=`` arguments. Function modes are per thread,
+    so callers run the engine on one thread.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -83,11 +85,13 @@ class WriteCounter(TorchDispatchMode):
                 if name is not None:
                     self.elements[name] += t.numel()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        for i, arg in enumerate(func._schema.arguments):
-            if arg.alias_info is not None and arg.alias_info.is_write:
-                self._record(kwargs.get(arg.name, args[i] if i < len(args) else None))
+        name = getattr(func, "__name__", "")
+        if args and (name == "__setitem__" or (name.endswith("_") and not name.endswith("__"))):
+            self._record(args[0])
+        if "out" in kwargs:
+            self._record(kwargs["out"])
         return func(*args, **kwargs)
 
 
@@ -112,7 +116,7 @@ def two_linears() -> nn.Sequential:
 def count_writes(named_rules: dict) -> Counter[str]:
     model = two_linears()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the dispatch mode sees every write
+    torch.set_num_threads(1)  # one thread: the function mode sees every write
     try:
         with WriteCounter(model) as counter:
             apply(model, named_rules)
