@@ -161,24 +161,53 @@ def _matched_modules(
     return in_scope, dead_globs, captures
 
 
+def _ancestors(path: str):
+    """``path`` and every module path above it, up to the root ``""``."""
+    while True:
+        yield path
+        if not path:
+            return
+        path = path.rpartition(".")[0]
+
+
 def _selected_params(rule: Rule, index: ModelIndex, modules) -> list[tuple[ParamRef, str]]:
+    """The parameters a rule selects from its matched modules, with their role.
+
+    Without ``params``: each matched module's own ``weight`` (drawn) and ``bias``
+    (constant). A plain glob matches the matched modules' own parameter names; a
+    glob with a dot matches parameter paths relative to a matched module
+    (``bn3.weight`` under every ``Bottleneck``; from the root, full paths).
+    """
     out = []
+    plain = [p for p in rule.params if "." not in p]
+    dotted = [p for p in rule.params if "." in p]
     for path, _ in modules:
         for ref in index.direct_params(path):
             if not rule.params:
                 if ref.local_name in (WEIGHT, BIAS):
                     out.append((ref, ref.local_name))
-                continue
-            full = ref.path if not rule.scope else _relative(ref.path, rule.scope)
-            if any(
-                glob_match(full if "." in pat else ref.local_name, pat) for pat in rule.params
-            ):
+            elif any(glob_match(ref.local_name, pat) for pat in plain):
                 out.append((ref, WEIGHT))
+    if dotted:
+        chosen = {ref.path for ref, _ in out}
+        roots = {path for path, _ in modules}
+        for ref in index.params.values():
+            if ref.path in chosen:
+                continue
+            for root in _ancestors(ref.module_path):
+                if root in roots:
+                    rel = ref.path[len(root) + 1 :] if root else ref.path
+                    if any(glob_match(rel, pat) for pat in dotted):
+                        out.append((ref, WEIGHT))
+                        chosen.add(ref.path)
+                        break
     return out
 
 
 def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> None:
     """Raise for typos; warn (by returning) when a rule merely has no target here."""
+    if rule.optional:
+        return
     unknown = [n for n in rule.layer if not is_known_class(n, index.class_names)]
     if unknown:
         name = unknown[0]
@@ -188,8 +217,6 @@ def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> Non
             valid="model classes: " + ", ".join(sorted({type(m).__name__ for _, m in index.modules})),
             hint=did_you_mean(name, pool) or "use the class name as printed by print(model)",
         )
-    if rule.optional:
-        return
     if rule.params and modules:
         names = sorted({ref.local_name for p, _ in modules for ref in index.direct_params(p)})
         raise InitConfigError(
