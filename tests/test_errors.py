@@ -261,3 +261,15 @@ def test_warnings_are_logged(caplog):
     with caplog.at_level("WARNING", logger="hydra_init"):
         hydra_init.apply(Net(), {"seed": 0, "rules": {"c": {"type": "Kaiming", "layer": "Conv3d"}}})
     assert any(r.levelname == "WARNING" and "'c'" in r.getMessage() for r in caplog.records)
+
+
+def test_key_argument_prefixes_every_error_path():
+    # Under Hydra the init node may live elsewhere (model.init): errors name that path.
+    with pytest.raises(InitConfigError) as info:
+        hydra_init.apply(Net(), named({"type": "Normal", "std": -1.0}), key="model.init", log=False)
+    assert info.value.key == "model.init.rules.bad.std"
+
+
+def test_layer_case_typo_suggests_the_real_class():
+    with pytest.raises(InitConfigError, match="did you mean 'LayerNorm'"):
+        hydra_init.plan(Net(), named({"type": "Ones", "layer": "Layernorm"}))
