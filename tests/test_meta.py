@@ -87,7 +87,8 @@ EAGER_EQUIVALENT = {"seed": 5, "rules": {
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     out = dict(model.named_parameters(remove_duplicate=False))
     out.update(model.named_buffers(remove_duplicate=False))
-    return {k: v.detach() for k, v in out.items()}
+    lazy = nn.parameter.UninitializedTensorMixin
+    return {k: v if isinstance(v, lazy) else v.detach() for k, v in out.items()}
 
 
 def test_meta_build_equals_eager_build_then_apply():
