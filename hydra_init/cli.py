@@ -24,7 +24,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,18 @@ def _target_overrides(target: str, overrides: Sequence[str], model_key: str) -> 
     return out
 
 
+@contextmanager
+def _importable(paths: Sequence[Path]) -> Iterator[None]:
+    """``paths`` on ``sys.path`` for the duration (a console script does not have the cwd there)."""
+    added = [str(p) for p in paths if str(p) not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for p in added:
+            sys.path.remove(p)
+
+
 def _build_model(model_cfg: Any, device: str) -> Any:
     """Instantiate the model, on the meta device by default (no memory, no values)."""
     import torch
@@ -94,23 +107,22 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .presets import compose
 
     if _is_config_file(args.source):
-        config = Path(args.source)
-        for path in (Path.cwd(), config.resolve().parent, config.resolve().parent.parent):
-            if str(path) not in sys.path:  # the app's own modules, as `python train.py` sees them
-                sys.path.insert(0, str(path))
+        config = Path(args.source).resolve()
+        # the app's own modules, importable as `python train.py` next to its conf/ would see them
+        paths = [Path.cwd(), config.parent, config.parent.parent]
         cfg = compose(args.overrides, config=config)
     else:
         if not any(o.split("=", 1)[0].lstrip("+") == args.init_key for o in args.overrides):
             raise _UsageError(f"no init config: add {args.init_key}=<preset> "
                               "(`hydra-init presets` lists them)")
-        if str(Path.cwd()) not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))
+        paths = [Path.cwd()]
         cfg = compose(_target_overrides(args.source, args.overrides, args.model_key))
     model_cfg = OmegaConf.select(cfg, args.model_key)
     if model_cfg is None:
         raise _UsageError(f"the config has no {args.model_key!r} node; pick it with --model-key")
     init_cfg = OmegaConf.select(cfg, args.init_key)
-    model = _build_model(model_cfg, args.device)
+    with _importable(paths):
+        model = _build_model(model_cfg, args.device)
     report = hydra_init.plan(model, init_cfg, key=args.init_key)
     if args.json:
         print(report.to_json())

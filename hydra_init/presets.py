@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,12 +117,21 @@ def compose(overrides: Sequence[str] = (), config: str | Path | None = None) -> 
         return hydra_compose(config_name=path.stem, overrides=list(overrides))
 
 
+_REFERENCE = re.compile(r"\$\{[^}]*?(\w+)\s*\}")
+
+
 def knobs_of(init: DictConfig) -> dict[str, Any]:
-    """The knobs a composed ``init`` node sets (``seed`` first), enums as their values."""
+    """The knobs of a composed ``init`` node: ``seed``, then every knob its rules interpolate.
+
+    Values are the preset's defaults (enums as their values); ``None`` marks a knob
+    the preset leaves for the user to set (``init=pretrained`` needs ``init.checkpoint``).
+    """
+    rules = repr(OmegaConf.to_container(init.rules, resolve=False)) if "rules" in init else ""
+    used = set(_REFERENCE.findall(rules)) & KNOBS
     out: dict[str, Any] = {}
-    for name in ["seed", *sorted(KNOBS)]:
+    for name in ["seed", *sorted(used)]:
         value = OmegaConf.select(init, name, throw_on_missing=False)
-        if value is not None:
+        if value is not None or name in used:
             out[name] = value.value if isinstance(value, enum.Enum) else value
     return out
 
@@ -151,7 +161,10 @@ def list_presets() -> list[PresetInfo]:
 
 
 def _knob_text(knobs: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in knobs.items()) or "-"
+    def text(v: Any) -> str:
+        return "null (set it)" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+    return " ".join(f"{k}={text(v)}" for k, v in knobs.items()) or "-"
 
 
 def format_presets(presets: Sequence[PresetInfo], rules: Sequence[str] = ()) -> str:

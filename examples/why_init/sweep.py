@@ -54,19 +54,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps per job (default: the config's)")
     parser.add_argument("--launcher", choices=("basic", "joblib"), default="basic",
                         help="basic: jobs one after another in one process; joblib: parallel processes")
+    parser.add_argument("--only", action="append", choices=list(SETTINGS),
+                        help="run only this multirun (repeatable; default: all)")
     parser.add_argument("overrides", nargs="*", help="more overrides for every job (e.g. model.depth=30)")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
     extra = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps else [])
-    for name in SETTINGS:
+    names = args.only or list(SETTINGS)
+    for name in names:
         command = multirun_command(name, out, args.seeds, args.launcher, extra)
         print("+", " ".join(command[1:]), flush=True)
         subprocess.run(command, cwd=HERE, check=True)
 
     from hydra_init.cli import main as hydra_init_cli
 
-    return hydra_init_cli(["summary", *(str(out / name) for name in SETTINGS), "--out", str(out),
+    return hydra_init_cli(["summary", *(str(out / name) for name in names), "--out", str(out),
                            "--title", "deep plain network on digits, by init"])
 
 
