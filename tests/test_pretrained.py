@@ -436,6 +436,7 @@ def test_a_cast_that_overflows_is_refused(tmp_path):
     ("shape_mismatch", "skipp", r"shape_mismatch: invalid value 'skipp'.*did you mean 'skip'"),
     ("sha256", "xyz", r"sha256: sha256='xyz' is not a hex digest"),
     ("map_location", "gpu0", r"map_location: 'gpu0' is not a device"),
+    ("map_location", "cuda:99", r"map_location: device 'cuda:99' is not available here"),  # checked at plan
     ("strip_prefixes", ["module"], r"strip_prefixes\[0\]: 'module' does not end with '\.'"),
     ("bias", 0.1, r"bias: Pretrained copies biases"),
     ("checkpoint", "", r"checkpoint: Pretrained needs a checkpoint"),
