@@ -161,8 +161,8 @@ def test_missing_file_and_directory_name_the_path(tmp_path):
 # ----------------------------------------------------------------------------- scheme registry
 @pytest.fixture
 def schemes(monkeypatch):
-    """Registrations made by a test are dropped afterwards."""
-    monkeypatch.setattr(sources, "_SCHEMES", dict(sources._SCHEMES))
+    """A registry holding only the built-in torchvision://; a test's registrations are dropped afterwards."""
+    monkeypatch.setattr(sources, "_SCHEMES", {"torchvision": sources._SCHEMES["torchvision"]})
 
 
 def test_registered_schemes_resolve_to_paths_urls_or_other_schemes(schemes, server, ckpt_file, source):
