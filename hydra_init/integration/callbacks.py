@@ -2,8 +2,8 @@
 
 Select them from the command line or an app's defaults list::
 
-    python train.py -m init=kaiming_conv,xavier +hydra/callbacks=init_summary
-    python train.py -m hydra/launcher=submitit_local +hydra/callbacks=[init_summary,torch_threads]
+    python train.py -m init=kaiming_conv,xavier hydra/callbacks=init_summary
+    python train.py -m hydra/launcher=submitit_local hydra/callbacks=[init_summary,torch_threads]
 
 ``on_job_end`` runs where the job ran (a joblib worker, a submitit process, a
 Slurm node), so each job leaves its row's data in its own output directory
