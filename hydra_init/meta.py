@@ -232,6 +232,9 @@ def _adopt_resets(plan: Plan, pending: set[str], key: str) -> None:
     """Uninitialized parameters no rule writes get their module's reset_parameters(), or an error."""
     rule = Rule(Default(), label=RESET_LABEL, key=key)
     adopted = 0
+    for path, entry in plan.entries.items():
+        if entry.source == "default" and path not in pending and not entry.note:
+            entry.note = "values from the module's __init__"
     for path in pending:
         entry = plan.entries[path]
         if entry.source != "default":
