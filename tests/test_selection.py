@@ -218,6 +218,12 @@ def test_params_dotted_full_path():
     assert got == {"blocks.1.attn.attn.in_proj_weight", "blocks.0.norm.weight", "blocks.1.norm.weight"}
 
 
+def test_params_dotted_relative_to_each_matched_module():
+    # Under every TBlock, the parameter at attn.proj.weight (like bn3.weight in a Bottleneck).
+    got = touched(rules(p={"type": "Normal", "std": 0.02, "layer": "TBlock", "params": "attn.proj.weight"}))
+    assert got == {"blocks.0.attn.proj.weight", "blocks.1.attn.proj.weight"}
+
+
 def test_params_given_draw_the_bias_too():
     # With params set, every matching parameter gets the initializer (bias is not a constant).
     model = Net()
