@@ -165,3 +165,14 @@ def test_string_capture_used_as_a_number_is_a_config_error():
     assert info.value.key.startswith("init.rules.x.expr")
     assert "part" in str(info.value)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("text", ["i.real", "open('x') * i", "i if i else 1", "[i][0]"])
+def test_forbidden_construct_is_refused_even_where_the_rule_loses(text):
+    # Validation cannot wait for a module that uses the expression: here a later rule
+    # wins every parameter, and the broken expression must still be an error.
+    cfg = {"rules": {"a": {"type": "Constant", "name": "layers.{i}.mlp", "expr": {"val": text}},
+                     "b": {"type": "Zeros", "layer": "Linear"}}}
+    with pytest.raises(InitConfigError) as info:
+        hydra_init.plan(Stack(), cfg)
+    assert info.value.key == "init.rules.a.expr.val"
