@@ -313,15 +313,31 @@ def test_pep660_editable_install_needs_register(editable_python, app):
 
 
 # ------------------------------------------------------------------ the example app
-def test_example_app_prints_the_report_and_a_training_result(tmp_path):
+def run_example(tmp_path: Path, *args: str) -> str:
+    """``examples/train.py ARGS`` with the checkout's package (the repository's own dev setup)."""
     proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "examples" / "train.py"),
-         f"hydra.run.dir={tmp_path}/run", "train.epochs=1"],
+        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "examples" / "train.py"), *args],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_example_app_prints_the_report_and_a_training_result(tmp_path):
+    out = run_example(tmp_path, f"hydra.run.dir={tmp_path}/run", "train.epochs=1")
     assert "hydra_init init report" in out and "rule    conv" in out
     assert "trained SmallCNN for 1 epochs" in out and "test accuracy" in out
     assert load(tmp_path / "run" / "init_report.json")["totals"]["rule"] == 10
+
+
+def test_example_optuna_search_of_init_std(tmp_path):
+    out = run_example(tmp_path, "-m", f"hydra.sweep.dir={tmp_path}/sweep", "hparams_search=init_std_optuna",
+                      "hydra.sweeper.n_trials=2", "model=mlp", "train.epochs=1")
+    assert "Best parameters: {'init.std':" in out
+    summary = load(tmp_path / "sweep" / "init_summary.json")
+    assert len(summary) == 2 and all(row["status"] == "COMPLETED" for row in summary)
+    stds = [float(row["overrides"].split("init.std=")[1].split()[0]) for row in summary]
+    assert all(1e-3 <= std <= 1e-1 for std in stds) and stds[0] != stds[1]
+    assert all(0 <= row["metric"] <= 1 for row in summary)  # the accuracy each trial returned
