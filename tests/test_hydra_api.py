@@ -315,3 +315,22 @@ def test_register_is_idempotent():
     hydra_init.register()
     found = Plugins.instance().discover(SearchPathPlugin)
     assert [p.__name__ for p in found].count("HydraInitSearchPathPlugin") == 1
+
+
+# ------------------------------------------------------------------ device: built on meta, initialized once
+def test_instantiate_on_a_device_matches_the_eager_path(compose_app):
+    cfg = compose_app("+init=kaiming_uniform", "init.seed=4")
+    model_cfg = {"_target_": "torch.nn.Sequential", "_args_": [
+        {"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 8, "kernel_size": 3},
+        {"_target_": "torch.nn.BatchNorm2d", "num_features": 8},
+        {"_target_": "torch.nn.Flatten"},
+        {"_target_": "torch.nn.Linear", "in_features": 8 * 6 * 6, "out_features": 4}]}
+    eager = hydra_init.instantiate(model_cfg, init=cfg.init)
+    on_device = hydra_init.instantiate(model_cfg, init=cfg.init, device="cpu")
+    assert all(p.device.type == "cpu" for p in on_device.parameters())
+    for (name, a), (_, b) in zip(eager.state_dict().items(), on_device.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    wired = OmegaConf.create({"init": cfg.init, "model": {
+        "_target_": "hydra_init.initialized", "_recursive_": False, "module": model_cfg,
+        "init": "${init}", "device": "cpu"}})
+    assert torch.equal(hydra.utils.instantiate(wired.model)[3].weight, eager[3].weight)

@@ -23,7 +23,6 @@ import hydra.utils
 from omegaconf import DictConfig
 from torch import nn
 
-from ..report import InitReport
 from .init_object import Init
 from .job import write_report
 
@@ -131,11 +130,6 @@ def _build_and_init(build: Callable[[], nn.Module], initializer: Init, device: A
         return model
     from ..meta import build_and_init
 
-    model, report = build_and_init(build, initializer.config, device=device, key=initializer.key)
-    _record(report)
-    return model
-
-
-def _record(report: InitReport) -> None:
-    report.log()
+    model, report = build_and_init(build, initializer.config, device=device, key=initializer.key)  # logs
     write_report(report)
+    return model
