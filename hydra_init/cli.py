@@ -141,25 +141,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .integration.callbacks import collect_rows, markdown_table, write_summary
 
-    dirs = [Path(d) for d in args.dirs]
-    rows: list[dict[str, Any]] = []
-    job_dirs: list[Path] = []
+    dirs = [Path(d).resolve() for d in args.dirs]
     for directory in dirs:
         if not directory.is_dir():
             raise _UsageError(f"{directory} is not a directory")
+    out = Path(args.out).resolve() if args.out else (
+        dirs[0] if len(dirs) == 1 else Path(os.path.commonpath(dirs)))
+    rows: list[dict[str, Any]] = []
+    job_dirs: list[Path] = []
+    for directory in dirs:
         found = collect_rows(directory)
         if not found:
             raise _UsageError(
-                f"no job records under {directory}: run the sweep with +hydra/callbacks=init_summary "
+                f"no job records under {directory}: run the sweep with hydra/callbacks=init_summary "
                 "so that every job leaves hydra_init_job.json"
             )
         for row in found:
             job_dirs.append(directory / row["dir"])
-            if len(dirs) > 1:
-                row["dir"] = str(directory / row["dir"])
+            row["dir"] = os.path.relpath(directory / row["dir"], out)  # relative to the table
         rows.extend(found)
-    out = Path(args.out) if args.out else (dirs[0] if len(dirs) == 1 else
-                                           Path(os.path.commonpath([d.resolve() for d in dirs])))
     out.mkdir(parents=True, exist_ok=True)
     written = write_summary(rows, out)
     if args.format == "markdown":

@@ -99,7 +99,7 @@ def plot_metrics(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "")
     """One panel per metric column: every job as a dot, its setting's mean as a bar.
 
     Settings are rows (labels read horizontally); a metric whose positive values
-    span more than three decades gets a log axis. Returns ``None`` (and draws
+    span more than three decades gets a log axis (bars: geometric means). Returns ``None`` (and draws
     nothing) when no job returned a number.
     """
     columns = metric_columns(rows)
@@ -127,7 +127,8 @@ def plot_metrics(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "")
             ok = [v for v in values if v is not None]
             color = colors(index % 10)
             if ok:
-                mean = sum(ok) / len(ok)
+                # on a log axis the bar is the geometric mean, the centre the eye sees there
+                mean = math.exp(sum(map(math.log, ok)) / len(ok)) if log_axis else sum(ok) / len(ok)
                 ax.barh(index, mean, left=min(finite) / 10 if log_axis else 0, color=color, alpha=0.35,
                         height=0.7)
                 offsets = [(i - (len(ok) - 1) / 2) * 0.15 for i in range(len(ok))]
@@ -162,7 +163,7 @@ def plot_curves(
     groups = _groups(labels)
     colors = plt.get_cmap("tab10")
     first = curves[0][1]
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(7.0 + 0.06 * max(len(label) for label in labels), 4.6))
     ax.set_yscale(first.yscale)
     healthy = [v for _, c in curves if not c.diverged for v in c.y if v is not None and _plottable(v, c)]
     limits = _limits(healthy, first.yscale) if healthy else None
@@ -196,7 +197,7 @@ def plot_curves(
     ax.set_ylabel(first.ylabel or name)
     ax.set_title(title or name, fontsize=11)
     ax.grid(alpha=0.3, which="both" if first.yscale == "linear" else "major")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

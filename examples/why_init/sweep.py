@@ -67,10 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("+", " ".join(command[1:]), flush=True)
         subprocess.run(command, cwd=HERE, check=True)
 
+    from omegaconf import OmegaConf
+
     from hydra_init.cli import main as hydra_init_cli
 
+    model = OmegaConf.load(out / names[0] / "0" / ".hydra" / "config.yaml").model
+    title = f"{model.depth}-layer plain {model.activation} net (width {model.width}) on digits"
     return hydra_init_cli(["summary", *(str(out / name) for name in names), "--out", str(out),
-                           "--title", "deep plain network on digits, by init"])
+                           "--title", title])
 
 
 if __name__ == "__main__":
