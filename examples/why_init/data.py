@@ -2,7 +2,7 @@
 
 >>> x_train, y_train, x_test, y_test = digits()
 >>> tuple(x_train.shape), tuple(x_test.shape)
-((1437, 64), (360, 64))
+((1438, 64), (359, 64))
 """
 
 from __future__ import annotations
