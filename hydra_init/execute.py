@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .plan import Plan, PlanEntry, without_gc
-from .sampling import FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
+from .sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
@@ -78,8 +78,8 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
             more_jobs, more_tasks = sharded_work(param, draw, key)
             jobs.extend(more_jobs)
             tasks.extend(more_tasks)
-        elif fill:
-            jobs.append(Job(param, draw, key, numel))
+        elif fill or (numel <= SMALL and draw.elementwise and param.is_contiguous()):
+            jobs.append(Job(param, draw, key, numel))  # any shape will do (no view: they cost µs)
         elif draw.elementwise and param.is_contiguous():
             jobs.append(Job(param.view(-1), draw, key, numel))
         else:

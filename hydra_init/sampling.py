@@ -339,15 +339,19 @@ def _bits_to_uniform(bits: np.ndarray) -> np.ndarray:
 
 
 def _bits_to_normal(bits: np.ndarray) -> np.ndarray:
-    """Standard normals by Box-Muller from the two 32-bit halves of each word."""
+    """Standard normals by Box-Muller from the two 32-bit halves of each word.
+
+    ``1 - u`` is exact for a 32-bit ``u``, so ``log(1 - u)`` loses nothing; the
+    cosine runs in torch (vectorized float64, several times faster than numpy's).
+    """
     radius = (bits >> _NP_32).astype(np.float64)
     radius *= -(2.0**-32)
-    np.log1p(radius, out=radius)
+    radius += 1.0
+    np.log(radius, out=radius)
     radius *= -2.0
     np.sqrt(radius, out=radius)
     angle = (bits & _NP_LOW32).astype(np.float64)
-    angle *= 2.0 * math.pi * 2.0**-32
-    np.cos(angle, out=angle)
+    torch.from_numpy(angle).mul_(2.0 * math.pi * 2.0**-32).cos_()
     angle *= radius
     return angle
 
@@ -539,9 +543,10 @@ Task = Callable[[], None]
 class Job(NamedTuple):
     """Fill ``out`` with elements ``[start, start + out.numel())`` of a tensor's draw.
 
-    ``out`` is 1-D and contiguous (any shape for a :class:`FillDraw`); ``numel``
-    is the size of the whole (global) tensor, which decides the generator and
-    where tiles end. ``key`` is unused by fills.
+    ``out`` is contiguous, and 1-D unless the job is a :class:`FillDraw` or
+    small (``numel <= SMALL``: then any shape, read in row-major order);
+    ``numel`` is the size of the whole (global) tensor, which decides the
+    generator and where tiles end. ``key`` is unused by fills.
     """
 
     out: torch.Tensor
@@ -586,26 +591,16 @@ def _hash_salts(keys: Sequence[int], call: int = 0) -> np.ndarray:
 
 def _small_normal_uniform(jobs: Sequence[Job]) -> np.ndarray:
     """All elements of small Normal/Uniform jobs in one vectorized pass (float64)."""
-    n = len(jobs)
-    counts = np.empty(n, dtype=np.int64)
-    starts = np.empty(n, dtype=np.int64)
-    scale = np.empty(n, dtype=np.float64)
-    shift = np.empty(n, dtype=np.float64)
-    normal = np.empty(n, dtype=bool)
-    keys = []
-    for i, job in enumerate(jobs):
-        draw = job.draw
-        counts[i] = job.out.numel()
-        starts[i] = job.start
-        keys.append(job.key)
-        if isinstance(draw, NormalDraw):
-            normal[i], scale[i], shift[i] = True, draw.std, draw.mean
-        else:
-            normal[i], scale[i], shift[i] = False, draw.high - draw.low, draw.low
+    draws = [j.draw for j in jobs]
+    counts = np.array([j.out.numel() for j in jobs], dtype=np.int64)
+    starts = np.array([j.start for j in jobs], dtype=np.int64)
+    normal = np.array([type(d) is NormalDraw for d in draws], dtype=bool)
+    scale = np.array([d.std if type(d) is NormalDraw else d.high - d.low for d in draws], dtype=np.float64)
+    shift = np.array([d.mean if type(d) is NormalDraw else d.low for d in draws], dtype=np.float64)
     offsets = np.cumsum(counts) - counts
     positions = np.arange(int(counts.sum()), dtype=np.int64)
     positions += np.repeat(starts - offsets, counts)
-    bits = _hash_bits(np.repeat(_hash_salts(keys), counts), positions.astype(np.uint64))
+    bits = _hash_bits(np.repeat(_hash_salts([j.key for j in jobs]), counts), positions.astype(np.uint64))
     if normal.all():
         values = _bits_to_normal(bits)
     elif not normal.any():
@@ -617,36 +612,34 @@ def _small_normal_uniform(jobs: Sequence[Job]) -> np.ndarray:
     return values
 
 
-def _write_back(outs: Sequence[torch.Tensor], values: np.ndarray) -> None:
-    """Copy consecutive slices of ``values`` into ``outs`` (converting dtype and device)."""
-    source = torch.from_numpy(values)
-    groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    offset = 0
-    for out in outs:
-        n = out.numel()
-        dst, src = groups.setdefault((out.device, out.dtype), ([], []))
-        dst.append(out)
-        src.append(source[offset : offset + n])
-        offset += n
-    for (device, dtype), (dst, src) in groups.items():
-        if device.type != "cpu" or len(dst) == 1:
-            flat = torch.cat(src).to(device=device, dtype=dtype, non_blocking=False)
-            for d, s in zip(dst, flat.split([t.numel() for t in dst]), strict=True):
-                d.copy_(s)
-        else:
-            torch._foreach_copy_(dst, src)
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _small_group_(jobs: Sequence[Job], shape: torch.Size) -> None:
+    """Fill small Normal/Uniform jobs whose outputs share one shape, device and dtype."""
+    values = _small_normal_uniform(jobs)
+    out = jobs[0].out
+    cast = _NUMPY_DTYPES.get(out.dtype)
+    flat = torch.from_numpy(values.astype(cast)) if cast else torch.from_numpy(values).to(out.dtype)
+    parts = flat.to(out.device).view(len(jobs), *shape).unbind(0)  # views without a Python loop
+    torch._foreach_copy_([j.out for j in jobs], list(parts))
 
 
 def _small_task(jobs: Sequence[Job]) -> Task:
     def run() -> None:
-        simple = [j for j in jobs if not isinstance(j.draw, TruncNormalDraw)]
-        if simple:
-            _write_back([j.out for j in simple], _small_normal_uniform(simple))
-        for j in jobs:
-            if isinstance(j.draw, TruncNormalDraw):
+        groups: dict[tuple, list[Job]] = {}
+        for j in jobs:  # values are per element, so any grouping gives the same values
+            out = j.out
+            trunc = type(j.draw) is TruncNormalDraw
+            groups.setdefault((out.shape, out.device, out.dtype, trunc), []).append(j)
+        for (shape, _, _, trunc), members in groups.items():
+            if not trunc:
+                _small_group_(members, shape)
+                continue
+            for j in members:
                 buf = torch.empty(j.out.numel(), dtype=torch.float64)
                 _trunc_normal_(buf, j.draw, _HashSource(j.key, j.start))
-                j.out.copy_(buf)
+                j.out.copy_(buf.view(j.out.shape))
 
     return run
 
