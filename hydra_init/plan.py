@@ -337,8 +337,9 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
         plan.matched[rule.label] = len(selected)
         if not selected:
             _no_match_problem(rule, index, modules, dead_globs)
+            wanted = f"params {list(rule.params)}" if rule.params else "weight/bias"
             what = (
-                f"matched {len(modules)} module(s) but none has weight/bias; set params"
+                f"matched {len(modules)} module(s) but none has {wanted}"
                 if modules else "matched nothing in this model"
             )
             plan.warnings.append(f"rule {rule.label!r} {what}")
