@@ -19,6 +19,7 @@ the init and returns the :class:`~hydra_init.InitReport`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 from collections.abc import Mapping
 from typing import Any
@@ -79,10 +80,11 @@ class Init:
     def from_config(cls, cfg: Any, key: str | None = None) -> Init:
         """An :class:`Init` from an ``init`` node, a dict, an :class:`~hydra_init.InitConfig` or an Init.
 
-        An unresolved ``DictConfig`` (``cfg.init`` as composed by Hydra) gets the
-        exact knob check: a knob is refused unless some rule interpolates it.
-        ``key`` names the node in error messages; by default the node's own path
-        in its config (``init``, ``model.init``).
+        On an unresolved ``DictConfig`` (``cfg.init`` as composed by Hydra) the
+        knob check reads the interpolations themselves (see
+        :mod:`hydra_init.integration.knobs`). ``key`` names the node in error
+        messages; by default the node's own path in its config (``init``,
+        ``model.init``).
         """
         if isinstance(cfg, Init):
             return cfg
@@ -119,9 +121,8 @@ class Init:
             for name in _RESERVED:
                 config.pop(name, None)
             # Knobs have done their work once the rules' interpolations are resolved.
-            knobs = {k: config.pop(k) for k in sorted(KNOBS & set(config)) if config[k] is not None}
-            for k in KNOBS & set(config):
-                config.pop(k)
+            popped = {k: config.pop(k) for k in sorted(KNOBS & set(config))}
+            knobs = {k: v for k, v in popped.items() if v is not None}
         try:
             parse_config(config, key=key)
         except InitConfigError as err:
@@ -175,8 +176,6 @@ def _blame_knob(
 
 
 def _is_dataclass_instance(obj: Any) -> bool:
-    import dataclasses
-
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
 
