@@ -231,6 +231,13 @@ def test_summary_callback_collects_one_row_per_job(tmp_path, caplog):
     assert table.strip() in caplog.text
 
 
+def test_summary_callback_leaves_single_runs_alone(tmp_path):
+    cfg = job_config(tmp_path, 0)
+    cfg.hydra.mode = "RUN"
+    callbacks.InitSummaryCallback().on_job_end(cfg, finished(JobStatus.COMPLETED, 1.0, []))
+    assert not list(tmp_path.rglob(callbacks.JOB_FILE))
+
+
 def test_summary_of_dict_metrics_gets_one_column_per_key(tmp_path):
     sweep = tmp_path / "s"
     cb = callbacks.InitSummaryCallback()

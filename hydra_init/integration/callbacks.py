@@ -23,6 +23,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .job import report_files
@@ -79,6 +80,9 @@ class InitSummaryCallback(Callback):
             stale.unlink()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        mode = OmegaConf.select(config, "hydra.mode", default=None)
+        if getattr(mode, "name", mode) == RunMode.RUN.name:
+            return  # a single run has no sweep to summarize
         record: dict[str, Any] = {
             "job": int(config.hydra.job.num) if OmegaConf.select(config, "hydra.job.num") is not None
             else None,
