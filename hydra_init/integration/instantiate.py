@@ -61,7 +61,7 @@ def instantiate(
         ...     {"_target_": "torch.nn.Linear", "in_features": 16, "out_features": 4},
         ...     init={"seed": 0, "rules": {"fc": {"type": "Zeros", "layer": "Linear"}}},
         ... )
-        >>> float(model.weight.abs().sum())
+        >>> float(model.weight.detach().abs().sum())
         0.0
     """
     initializer = Init.from_config(init)
