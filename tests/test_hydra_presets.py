@@ -262,6 +262,18 @@ def test_rules_group_adds_named_rules(compose_init):
     assert bool((w(net, "fc.weight") == 0).all())
 
 
+def test_embedding_and_recurrent_rules(compose_init):
+    """embedding_normal: N(0, 0.02) on 64,000 values; rnn_orthogonal: LSTM's (128, 32) W_hh has W^T W = I."""
+    model = nn.ModuleDict({"emb": nn.Embedding(1000, 64, padding_idx=0), "lstm": nn.LSTM(16, 32)})
+    cfg = compose_init("xavier", "+init/rules=[embedding_normal,rnn_orthogonal]")
+    report = hydra_init.Init.from_config(cfg.init)(model, log=False)
+    emb = model["emb"].weight.detach().double()
+    assert bool((emb[0] == 0).all())  # the padding row
+    assert_std(emb[1:], 0.02)
+    orthogonal(1.0)(model["lstm"].weight_hh_l0.detach().double())
+    assert report["lstm.weight_ih_l0"].source == "default"  # only hidden-to-hidden weights
+
+
 # ------------------------------------------------------------------ files
 def preset_files() -> list[Path]:
     root = conf_dir()
@@ -271,7 +283,8 @@ def preset_files() -> list[Path]:
 
 def test_every_preset_file_starts_with_its_description_and_binds_to_the_schema():
     files = preset_files()
-    assert {f.stem for f in files} >= set(BASE_PRESETS) | {"norm_ones", "head_zero"}
+    assert {f.stem for f in files} >= set(BASE_PRESETS) | {"norm_ones", "head_zero", "embedding_normal",
+                                                           "rnn_orthogonal"}
     for path in files:
         first = path.read_text().splitlines()[0]
         assert first.startswith("# ") and len(first) > 20, f"{path.name}: line 1 must be '# <description>'"
