@@ -122,14 +122,12 @@ def overridden_knobs(key: str, cfg: Any = None) -> set[str] | None:
 
 def check_knobs(cfg: Any, key: str) -> None:
     """Raise :class:`~hydra_init.InitConfigError` for a set knob that no rule uses (see the module doc)."""
-    unused = unused_knobs(cfg)
+    all_unused = unused_knobs(cfg)
     overridden = overridden_knobs(key, cfg)
-    if overridden is not None:
-        unused &= overridden
+    unused = all_unused if overridden is None else all_unused & overridden
     if not unused:
         return
     knob = sorted(unused)[0]
-    all_unused = unused_knobs(cfg)
     used = sorted(k for k in KNOBS if cfg.get(k) is not None and k not in all_unused)
     raise InitConfigError(
         f"{key}.{knob}",
