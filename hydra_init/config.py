@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .errors import InitConfigError, did_you_mean
 from .expressions import evaluate, names_in
 from .initializers import REGISTRY, Initializer, Pretrained
+from .knobs import check_knobs
 from .rules import Rule, as_tuple
 from .schema import KNOBS, SELECTOR_FIELDS
 
@@ -285,22 +286,6 @@ def _override_rules(
 
 
 # ----------------------------------------------------------------------------- whole configs
-_INTERPOLATION = re.compile(r"\$\{\s*(?:\.+|[\w.]*\.)?(\w+)\s*\}")
-
-
-def _check_knobs(container: Mapping[str, Any], prefix: str) -> None:
-    """Refuse preset knobs that are set but that no rule interpolates."""
-    rules_text = repr(container.get("rules", {}))
-    used = set(_INTERPOLATION.findall(rules_text))
-    for knob in sorted(KNOBS):
-        if container.get(knob) is not None and knob not in used:
-            in_use = sorted(used & KNOBS)
-            raise InitConfigError(
-                f"{prefix}.{knob}",
-                f"{knob!r} is set but no rule of this init config uses it",
-                valid=("knobs used here: " + ", ".join(in_use)) if in_use else "none: no knobs",
-                hint=f"set it on one rule instead ({prefix}.rules.<name>.{knob}=...)",
-            )
 
 
 def _to_plain(cfg: Any) -> Any:
@@ -327,7 +312,7 @@ def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
     # Knobs belong to the named-rules form only; an mmengine dict's `std` is its argument.
     raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
     if isinstance(raw, Mapping) and "type" not in raw:
-        _check_knobs(raw, key)
+        check_knobs(cfg, key)
     plain = _to_plain(cfg)
     if isinstance(plain, Mapping) and "type" not in plain:
         return _parse_named(plain, key)

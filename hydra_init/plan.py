@@ -412,4 +412,6 @@ def _resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
         if owner is not None and entry.source == "default":
             plan.entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
                                            role=entry.ref.local_name)
-    return list(out.values())
+    # Children first, as in an eager build: a parent's reset may set its children's
+    # tensors (MultiheadAttention zeroes out_proj.bias), and must have the last word.
+    return sorted(out.values(), key=lambda item: -(item[0].count(".") + 1 if item[0] else 0))

@@ -200,6 +200,9 @@ class InitReport:
         return [(*k, v) for k, v in sorted(groups.items(), key=lambda kv: order[kv[0][0]])]
 
     def __str__(self) -> str:
+        return self._table(with_warnings=True)
+
+    def _table(self, with_warnings: bool) -> str:
         t = self.totals
         head = (
             f"hydra_init {'init report' if self.applied else 'plan (dry run)'}: "
@@ -222,12 +225,13 @@ class InitReport:
         summary = ", ".join(f"{t[s]} {_SOURCE_TITLES[s]}" for s in SOURCES if t[s])
         lines.append("  totals: " + summary)
         lines.extend(_pretrained_lines(self))
-        lines.extend(f"  warning: {w}" for w in self.warnings)
+        if with_warnings:
+            lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
     def log(self, logger: logging.Logger = log) -> None:
-        """Summary at INFO; one line per parameter at DEBUG; warnings at WARNING."""
-        logger.info("%s", self)
+        """Summary table at INFO; one line per parameter at DEBUG; each warning once, at WARNING."""
+        logger.info("%s", self._table(with_warnings=False))
         if logger.isEnabledFor(logging.DEBUG):
             for r in self.params:
                 logger.debug("%s %s %s: %s %s", r.path, list(r.shape), r.dtype, r.init, r.detail)
