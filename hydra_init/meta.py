@@ -55,6 +55,7 @@ from .errors import InitConfigError
 from .execute import execute
 from .initializers import Default
 from .plan import Plan, build_plan, without_gc
+from .plan import _resets as plan_resets
 from .report import InitReport
 from .rules import Rule
 from .sampling import derive_key
@@ -257,12 +258,7 @@ def _adopt_resets(plan: Plan, pending: set[str], key: str) -> None:
     if adopted:
         plan.rules.append(rule)
         plan.matched[rule.label] = adopted
-        modules = {id(m) for _, m, _ in plan.resets}
-        for path in sorted(pending):
-            entry = plan.entries[path]
-            if entry.rule is rule and id(entry.ref.module) not in modules:
-                modules.add(id(entry.ref.module))
-                plan.resets.append((entry.ref.module_path, entry.ref.module, rule))
+        plan.resets = plan_resets(plan)  # the engine's own order (children first), as a Default rule
 
 
 def _rebind(plan: Plan) -> None:

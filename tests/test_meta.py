@@ -250,3 +250,24 @@ def test_uncovered_parameters_get_their_module_reset_exactly_as_a_default_rule()
     assert report.totals["lazy"] == 2
     x = torch.randn(5, 2, 8)  # the model works: GRU flat weights refreshed, lazy layer materializes
     assert model.gru(x)[0].shape == (5, 2, 8) and model.lazy(x).shape == (5, 2, 3)
+
+
+def test_a_checkpoint_loads_into_a_meta_build_and_the_rest_is_initialized(tmp_path):
+    class Backbone(nn.Module):
+        def __init__(self, adapter: bool = False) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(4, 6, 3)
+            self.bn = nn.BatchNorm1d(6)
+            self.adapter = nn.Linear(6, 6) if adapter else None
+
+    source = Backbone()
+    source.bn.running_mean.fill_(0.5)  # a trained statistic: must come from the checkpoint
+    torch.save(source.state_dict(), tmp_path / "ckpt.pt")
+    cfg = {"seed": 0, "rules": {
+        "pretrained": {"type": "Pretrained", "checkpoint": str(tmp_path / "ckpt.pt")},
+        "adapter": {"type": "Zeros", "layer": "Linear"},
+    }}
+    model, report = build_and_init(lambda: Backbone(adapter=True), cfg, device="cpu", log=False)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert report["adapter.weight"].source == "rule" and torch.count_nonzero(model.adapter.weight) == 0
