@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import InitConfigError
 from .plan import Plan, PlanEntry, without_gc
 from .sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
@@ -91,9 +92,24 @@ def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
     return lambda: param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
 
 
+def _check_storage(plan: Plan) -> None:
+    """Refuse, before writing anything, parameters that have no storage (``meta`` tensors)."""
+    for entry in plan.entries.values():
+        if entry.source in ("default", "lazy"):
+            continue
+        param = entry.ref.param
+        if (param.to_local() if is_dtensor(param) else param).is_meta:
+            raise InitConfigError(
+                "", f"parameter {entry.path!r} is on the meta device: it has no storage to initialize",
+                hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
+                "it in one step with hydra_init.meta.build_and_init",
+            )
+
+
 @without_gc
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
+    _check_storage(plan)
     sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values())
     seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad():

@@ -271,3 +271,11 @@ def test_a_checkpoint_loads_into_a_meta_build_and_the_rest_is_initialized(tmp_pa
     for name, tensor in source.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
     assert report["adapter.weight"].source == "rule" and torch.count_nonzero(model.adapter.weight) == 0
+
+
+def test_apply_on_an_unmaterialized_meta_model_is_a_clear_error():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    with pytest.raises(hydra_init.InitConfigError, match=r"'0\.weight' is on the meta device.*to_empty"):
+        hydra_init.apply(model, CFG, log=False)
+    assert hydra_init.plan(model, CFG).totals["rule"] == 2  # a dry run needs no storage
