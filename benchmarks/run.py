@@ -40,14 +40,21 @@ TARGETS = {"trunc_normal": (8.0, 1.5), "normal": (1.4, 1.5), "nested": (None, 4.
 """Targets on 2 cores, by case kind: (speedup vs the torch loop, speedup vs mmengine)."""
 
 
-def best_of(functions: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
-    """Best wall time of each function over ``reps`` rounds, the functions interleaved."""
+def best_of(
+    functions: dict[str, Callable[[], None]], reps: int, after: Callable[[str], None] | None = None
+) -> dict[str, float]:
+    """Best wall time of each function over ``reps`` rounds, the functions interleaved.
+
+    ``after(name)`` runs after each timed call, outside the timing (result checks).
+    """
     best = dict.fromkeys(functions, float("inf"))
     for _ in range(reps):
         for name, fn in functions.items():
             start = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - start)
+            if after is not None:
+                after(name)
     return best
 
 
@@ -77,25 +84,17 @@ def _case_row(case: Case, size: str, reps: int, mm: str | None) -> str:
     model = case.build(size)
     params = sum(p.numel() for p in model.parameters())
 
-    def hydra() -> None:
-        hydra_init.apply(model, case.hydra_cfg, log=False)
-        case.check(model)
-
     def loop() -> None:
         with torch.no_grad():
             case.loop(model)
-        case.check(model)
 
-    functions = {"hydra_init": hydra, "loop": loop}
+    functions = {"hydra_init": lambda: hydra_init.apply(model, case.hydra_cfg, log=False), "loop": loop}
+    models = dict.fromkeys(functions, model)
     if mm and case.mm is not None:
         mm_model = case.mm_build(size) if case.mm_build else model
-
-        def mmengine() -> None:
-            case.mm(mm_model)
-            case.check(mm_model)
-
-        functions["mmengine"] = mmengine
-    times = best_of(functions, reps)
+        functions["mmengine"] = lambda: case.mm(mm_model)
+        models["mmengine"] = mm_model
+    times = best_of(functions, reps, after=lambda name: case.check(models[name]))  # checks untimed
     loop_target, mm_target = TARGETS[case.kind]
     vs_loop = times["loop"] / times["hydra_init"]
     vs_mm = times["mmengine"] / times["hydra_init"] if "mmengine" in times else None

@@ -648,7 +648,10 @@ def _fill_task(jobs: Sequence[Job]) -> Task:
     def run() -> None:
         by_device: dict[torch.device, list[Job]] = {}
         for j in jobs:
-            by_device.setdefault(j.out.device, []).append(j)
+            if j.out.is_floating_point():
+                by_device.setdefault(j.out.device, []).append(j)
+            else:  # integer/bool buffers-as-parameters: a float scalar list cannot be added to them
+                j.out.fill_(j.draw.value)
         for group in by_device.values():
             outs = [j.out for j in group]
             torch._foreach_zero_(outs)

@@ -221,3 +221,13 @@ def test_a_failing_task_raises_in_the_caller():
             S.run_parallel([lambda: None, boom, lambda: None])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_constants_fill_float_integer_and_bool_tensors():
+    outs = [torch.empty(3), torch.empty(2, dtype=torch.float64), torch.empty(4, dtype=torch.long),
+            torch.empty(2, dtype=torch.bool)]
+    values = [1.5, -2.0, 7.0, 1.0]
+    jobs = [S.Job(o, S.FillDraw(v), 0, o.numel()) for o, v in zip(outs, values, strict=True)]
+    S.run_parallel(S.job_tasks(jobs))
+    for out, value in zip(outs, values, strict=True):
+        assert bool((out == torch.tensor(value).to(out.dtype)).all())
