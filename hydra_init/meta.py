@@ -66,8 +66,10 @@ __all__ = ["RESET_LABEL", "MetaBuildError", "build_and_init", "build_meta", "ini
 RESET_LABEL = "reset_parameters (meta build)"
 """The report's rule label for parameters no rule covers, reset by their module."""
 
-_EMPTY = {torch.empty, torch.empty_like, torch.empty_strided, torch.empty_permuted,
-          torch.Tensor.new_empty, torch.Tensor.new_empty_strided}
+_EMPTY = {torch.empty, torch.empty_strided, torch.empty_permuted}
+# Uninitialized copies of another tensor's layout: of a weight they stay on meta; of a
+# real tensor (scratch space for a buffer computed in __init__) they stay real.
+_EMPTY_LIKE = {torch.empty_like, torch.Tensor.new_empty, torch.Tensor.new_empty_strided}
 # Value-carrying "like" factories: on a meta input they would silently give a meta
 # tensor, but their values are known, so they are computed for real.
 _LIKE = {torch.zeros_like, torch.ones_like, torch.full_like, torch.Tensor.new_zeros,
@@ -114,7 +116,7 @@ class _MetaBuildMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in _EMPTY:
+        if func in _EMPTY or (func in _EMPTY_LIKE and getattr(args[0], "is_meta", False)):
             kwargs["device"] = "meta"
         elif func in _LIKE and args and getattr(args[0], "is_meta", False) and "device" not in kwargs:
             kwargs["device"] = "cpu"
@@ -156,13 +158,19 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
     (True, False)
     """
     mode = _MetaBuildMode()
-    if seed is None:
-        with mode:
-            model = build()
-    else:
-        with torch.random.fork_rng(devices=[]), mode:
-            torch.manual_seed(derive_key(seed, "<meta build>", ()) >> 1)
-            model = build()
+    try:
+        if seed is None:
+            with mode:
+                model = build()
+        else:
+            with torch.random.fork_rng(devices=[]), mode:
+                torch.manual_seed(derive_key(seed, "<meta build>", ()) >> 1)
+                model = build()
+    except (RuntimeError, NotImplementedError) as exc:  # e.g. __init__ reads a weight's values
+        raise MetaBuildError(
+            f"build() failed on the meta device: {exc}. A module's __init__ uses the values of an "
+            "uninitialized tensor (see the traceback); build this model eagerly (device=None / meta=False)"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise TypeError(f"build() returned {type(model).__name__}, not an nn.Module")
     problems = []

@@ -279,3 +279,32 @@ def test_apply_on_an_unmaterialized_meta_model_is_a_clear_error():
     with pytest.raises(hydra_init.InitConfigError, match=r"'0\.weight' is on the meta device.*to_empty"):
         hydra_init.apply(model, CFG, log=False)
     assert hydra_init.plan(model, CFG).totals["rule"] == 2  # a dry run needs no storage
+
+
+class ScratchBuffer(nn.Module):
+    """A buffer computed through torch.empty_like scratch space of a real tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        angles = torch.linspace(0, 3, 5)
+        out = torch.empty_like(angles)
+        torch.cos(angles, out=out)
+        self.register_buffer("table", out)
+        self.fc = nn.Linear(5, 5)
+
+
+class ReadsWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.scale = float(self.fc.weight.detach().abs().max())  # needs the default init values
+
+
+def test_scratch_space_of_real_tensors_stays_real():
+    model, _ = build_and_init(ScratchBuffer, CFG, device="cpu", log=False)
+    assert torch.equal(model.table, ScratchBuffer().table)
+
+
+def test_an_init_that_reads_weight_values_fails_with_a_meta_build_error():
+    with pytest.raises(MetaBuildError, match="build this model eagerly"):
+        build_and_init(ReadsWeight, CFG, device="cpu", log=False)
