@@ -42,6 +42,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -287,6 +289,8 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 class _TorchSource:
     """Proposals from a torch generator (tile path): a sequential stream."""
 
+    sequential = True
+
     def __init__(self, gen: torch.Generator) -> None:
         self.gen = gen
 
@@ -303,6 +307,8 @@ class _HashSource:
     Each call is one proposal round, so an element's value depends on its own
     sequence of proposals only, never on which other elements were drawn with it.
     """
+
+    sequential = False
 
     def __init__(self, key: int, start: int) -> None:
         self.base = _mix64(key ^ _DOMAIN_HASH)
@@ -395,13 +401,18 @@ class _TruncPlan:
     rate: float = 0.0  # exp: proposal rate, truncated span and acceptance peak
     span: float = 1.0
     peak: float = 0.0
+    acceptance: float = 1.0  # the expected fraction of proposals kept
 
 
 def _exp_plan(alpha: float, beta: float, flip: bool) -> _TruncPlan:
     rate = 0.5 * (alpha + math.sqrt(alpha * alpha + 4.0))
     span = -math.expm1(-rate * (beta - alpha)) if math.isfinite(beta) else 1.0
     crest = min(rate, beta)
-    return _TruncPlan("exp", alpha, beta, flip, rate=rate, span=span, peak=(crest - rate) ** 2)
+    plan = _TruncPlan("exp", alpha, beta, flip, rate=rate, span=span, peak=(crest - rate) ** 2)
+    mass = _upper_tail(alpha) - _upper_tail(beta)
+    if alpha < _EXP_ONLY_BEYOND and mass > 0.0:
+        plan = dataclasses.replace(plan, acceptance=_exp_acceptance(plan, mass))
+    return plan
 
 
 def _exp_acceptance(plan: _TruncPlan, mass: float) -> float:
@@ -413,6 +424,7 @@ def _exp_acceptance(plan: _TruncPlan, mass: float) -> float:
     return math.exp(min(log_acceptance, 0.0))
 
 
+@functools.lru_cache(maxsize=4096)
 def _trunc_plan(alpha: float, beta: float) -> _TruncPlan:
     """Pick the cheapest exact method for ``N(0, 1)`` conditioned on ``[alpha, beta]``.
 
@@ -427,19 +439,19 @@ def _trunc_plan(alpha: float, beta: float) -> _TruncPlan:
     if alpha < 0.0:  # the interval holds the mode; probabilities stay within (0.19, 0.81)
         mass = 1.0 - _upper_tail(-alpha) - _upper_tail(beta)
         if _normal_cost(mass) <= _COST_ICDF:
-            return _TruncPlan("normal", alpha, beta, flip)
+            return _TruncPlan("normal", alpha, beta, flip, acceptance=mass)
         return _TruncPlan("icdf", alpha, beta, flip, p_lo=_upper_tail(-alpha), p_hi=1.0 - _upper_tail(beta))
     exp_plan = _exp_plan(alpha, beta, flip)
     q_lo, q_hi = _upper_tail(alpha), _upper_tail(beta)
     mass = q_lo - q_hi
     if alpha >= _EXP_ONLY_BEYOND or mass <= 0.0:  # erfc underflows; exp acceptance is ~1 there
         return exp_plan
-    costs = {"normal": _normal_cost(2.0 * mass), "exp": _COST_EXP / _exp_acceptance(exp_plan, mass)}
+    costs = {"normal": _normal_cost(2.0 * mass), "exp": _COST_EXP / exp_plan.acceptance}
     if q_lo >= 10 * _ICDF_MIN_TAIL:  # at most 10% of draws fall back to the tail
         costs["icdf"] = _COST_ICDF
     best = min(costs, key=costs.__getitem__)
     if best == "normal":
-        return _TruncPlan("normal", alpha, beta, flip, fold=True)
+        return _TruncPlan("normal", alpha, beta, flip, fold=True, acceptance=2.0 * mass)
     if best == "exp":
         return exp_plan
     tail = _exp_plan(max(alpha, _ICDF_TAIL_START), beta, flip) if q_hi < _ICDF_MIN_TAIL else None
@@ -481,7 +493,11 @@ def _propose(plan: _TruncPlan, out: torch.Tensor, index, src):
 def _trunc_standard_(z: torch.Tensor, plan: _TruncPlan, src) -> None:
     """Fill 1-D ``z`` with ``N(0, 1)`` conditioned on the plan's interval, exactly.
 
-    Rejected elements are redrawn individually until each has accepted once.
+    After a first proposal per element, rejected elements are redrawn until each
+    has accepted once. A counter-based source redraws element by element (a value
+    depends on its own proposals only); a sequential stream draws a batch sized
+    for the acceptance rate and hands its accepted values out in order (i.i.d.
+    accepted proposals, so the same distribution, in one or two rounds).
     Positions are numpy arrays on CPU and tensors elsewhere.
     """
     rejected = _propose(plan, z, None, src)
@@ -491,10 +507,19 @@ def _trunc_standard_(z: torch.Tensor, plan: _TruncPlan, src) -> None:
         pending = np.flatnonzero(rejected) if cpu else rejected.nonzero().view(-1)
         redraw = plan.tail or plan  # the inverse CDF hands its far-tail draws to the tail plan
         while len(pending):
-            candidate = torch.empty(len(pending), dtype=z.dtype, device=z.device)
-            rejected = _propose(redraw, candidate, pending, src)
-            target[pending[~rejected]] = _array(candidate)[~rejected]
-            pending = pending[rejected]
+            wanted = len(pending)
+            if src.sequential:
+                candidate = torch.empty(int(wanted / redraw.acceptance * 1.1) + 16, dtype=z.dtype,
+                                        device=z.device)
+                rejected = _propose(redraw, candidate, None, src)
+                kept = _array(candidate)[~rejected][:wanted]
+                target[pending[: len(kept)]] = kept
+                pending = pending[len(kept) :]
+            else:
+                candidate = torch.empty(wanted, dtype=z.dtype, device=z.device)
+                rejected = _propose(redraw, candidate, pending, src)
+                target[pending[~rejected]] = _array(candidate)[~rejected]
+                pending = pending[rejected]
     if plan.flip:
         z.neg_()
 
