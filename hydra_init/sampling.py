@@ -232,28 +232,46 @@ _STATE_DTYPE = np.dtype(
 _STATE_STEPS = (np.arange(1, 313, dtype=np.uint64) * _NP_GOLDEN).astype(np.uint64)
 
 
-def _cpu_state(seed: int, record: np.ndarray | None = None) -> np.ndarray:
-    """An mt19937 state record whose 624 words come from the SplitMix64 stream of ``seed``."""
-    if record is None:
-        record = np.zeros((), dtype=_STATE_DTYPE)
-    words = _STATE_STEPS + _U(seed & _MASK64)
-    _mix64_np(words)
-    state = record["state"]
-    np.bitwise_and(words, _NP_LOW32, out=state[0::2])
-    np.right_shift(words, _NP_32, out=state[1::2])
-    record["seed"] = seed & _MASK64
-    record["left"], record["seeded"], record["next"] = 1, 1, 0
-    return record
+class _CpuSeeder:
+    """Sets a CPU generator's mt19937 state from a 64-bit seed (one per thread, buffers reused).
+
+    The 624 state words are the first 312 outputs of the SplitMix64 stream of the
+    seed, split into 32-bit halves.
+    """
+
+    def __init__(self) -> None:
+        self.record = np.zeros((), dtype=_STATE_DTYPE)
+        self.record["left"], self.record["seeded"], self.record["next"] = 1, 1, 0
+        state = self.record["state"]
+        self.even, self.odd = state[0::2], state[1::2]
+        self.words = np.empty(312, dtype=np.uint64)
+        self.scratch = np.empty(312, dtype=np.uint64)
+        self.tensor = torch.from_numpy(self.record.reshape(1).view(np.uint8))
+
+    def fill(self, seed: int) -> None:
+        w, t = self.words, self.scratch
+        np.add(_STATE_STEPS, _U(seed & _MASK64), out=w)
+        for shift, multiplier in ((_NP_30, _NP_M1), (_NP_27, _NP_M2), (_NP_31, None)):
+            np.right_shift(w, shift, out=t)
+            np.bitwise_xor(w, t, out=w)
+            if multiplier is not None:
+                np.multiply(w, multiplier, out=w)
+        np.bitwise_and(w, _NP_LOW32, out=self.even)
+        np.right_shift(w, _NP_32, out=self.odd)
+
+    def seed(self, gen: torch.Generator, seed: int) -> None:
+        self.fill(seed)
+        gen.set_state(self.tensor)
 
 
 def _full_state_seeding_works() -> bool:
     try:
-        record = _cpu_state(0x0123_4567_89AB_CDEF)
+        seeder = _CpuSeeder()
         gen = torch.Generator()
-        gen.set_state(torch.from_numpy(record.reshape(1).view(np.uint8)).clone())
+        seeder.seed(gen, 0x0123_4567_89AB_CDEF)
         back = gen.get_state().numpy().view(_STATE_DTYPE)[0]
         return _STATE_DTYPE.itemsize == 5056 and bool(
-            np.array_equal(back["state"], record["state"]) and back["left"] == 1
+            np.array_equal(back["state"], seeder.record["state"]) and back["left"] == 1
         )
     except (RuntimeError, ValueError, TypeError):  # pragma: no cover - other torch builds
         return False
@@ -274,12 +292,10 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     if gen is None:
         gen = cache[device] = torch.Generator(device=device)
     if device.type == "cpu" and FULL_STATE_SEEDING:
-        record = getattr(_local, "state_record", None)
-        if record is None:
-            record = _local.state_record = np.zeros((), dtype=_STATE_DTYPE)
-            _local.state_tensor = torch.from_numpy(record.reshape(1).view(np.uint8))
-        _cpu_state(seed, record)
-        gen.set_state(_local.state_tensor)
+        seeder = getattr(_local, "seeder", None)
+        if seeder is None:
+            seeder = _local.seeder = _CpuSeeder()
+        seeder.seed(gen, seed)
     else:
         gen.manual_seed(seed)
     return gen
