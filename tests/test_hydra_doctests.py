@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "hydra_init.integration.init_object",
     "hydra_init.integration.instantiate",
-    "hydra_init.integration.knobs",
+    "hydra_init.knobs",
     "hydra_init.integration.job",
     "hydra_init.integration.callbacks",
     "hydra_init.integration.threads",
