@@ -8,10 +8,10 @@ from torch import nn
 
 from .config import ParsedConfig, parse_config
 from .execute import execute
-from .plan import build_plan
+from .plan import Plan, build_plan
 from .report import InitReport
 
-__all__ = ["apply", "plan"]
+__all__ = ["apply", "execute_and_report", "plan"]
 
 
 def apply(
@@ -52,7 +52,11 @@ def apply(
         >>> report.totals["rule"], model[1].weight.detach().mean().item()
         (4, 1.0)
     """
-    resolved = build_plan(model, _parsed(init_cfg, key, module_init_cfg))
+    return execute_and_report(build_plan(model, _parsed(init_cfg, key, module_init_cfg)), log=log)
+
+
+def execute_and_report(resolved: Plan, *, log: bool = True) -> InitReport:
+    """Write a validated plan into its model and return (and optionally log) the report."""
     seed = execute(resolved)
     report = InitReport.from_plan(resolved, seed=seed, applied=True)
     if log:

@@ -3,7 +3,7 @@
 Order: module resets (``Default`` rules, seeded per module path), then every
 drawn tensor in one parallel batch (tiles of large tensors, one vectorized batch
 for all small ones, one grouped fill for constants), then checkpoint copies,
-then ``nn.Embedding`` padding rows. DTensor parameters (FSDP2, tensor parallel)
+then ``nn.Embedding``/``nn.EmbeddingBag`` padding rows. DTensor parameters (FSDP2, tensor parallel)
 go through :mod:`hydra_init.sharding`: each rank writes only its shard.
 """
 
@@ -142,7 +142,7 @@ def _zero_padding_row(entry: PlanEntry) -> None:
     module = entry.ref.module
     if (
         entry.source in ("rule", "reset")
-        and isinstance(module, nn.Embedding)
+        and isinstance(module, (nn.Embedding, nn.EmbeddingBag))
         and module.padding_idx is not None
         and entry.ref.local_name == "weight"
     ):

@@ -50,12 +50,11 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .api import execute_and_report
 from .config import ParsedConfig, parse_config
 from .errors import InitConfigError
-from .execute import execute
 from .initializers import Default
-from .plan import Plan, build_plan, without_gc
-from .plan import _resets as plan_resets
+from .plan import Plan, build_plan, module_resets, without_gc
 from .report import InitReport
 from .rules import Rule
 from .sampling import derive_key
@@ -266,7 +265,7 @@ def _adopt_resets(plan: Plan, pending: set[str], key: str) -> None:
     if adopted:
         plan.rules.append(rule)
         plan.matched[rule.label] = adopted
-        plan.resets = plan_resets(plan)  # the engine's own order (children first), as a Default rule
+        plan.resets = module_resets(plan)  # the engine's own order (children first), as a Default rule
 
 
 def _rebind(plan: Plan) -> None:
@@ -293,11 +292,7 @@ def init_meta(
     _adopt_resets(plan, pending, key)  # may raise: nothing allocated yet
     materialize(model, device)
     _rebind(plan)
-    seed = execute(plan)
-    report = InitReport.from_plan(plan, seed=seed, applied=True)
-    if log:
-        report.log()
-    return report
+    return execute_and_report(plan, log=log)
 
 
 def build_and_init(

@@ -373,7 +373,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             plan.entries[path] = _entry_for(ref, rule, role, found)
         else:
             plan.entries[path] = PlanEntry(ref, "default")
-    plan.resets = _resets(plan)
+    plan.resets = module_resets(plan)
     return plan
 
 
@@ -389,7 +389,8 @@ def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> Plan
     return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=_check_shape(rule, init, ref))
 
 
-def _resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
+def module_resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
+    """The modules whose `reset_parameters()` the plan runs, children first (validated)."""
     out: dict[int, tuple[str, nn.Module, Rule]] = {}
     for entry in plan.entries.values():
         if entry.source != "reset":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -109,15 +108,10 @@ def rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(out_dir: str, sizes: list[int]) -> None:
     for world_size in sizes:
-        mp.start_processes(rank_main, args=(world_size, free_port(), out_dir), nprocs=world_size,
+        port = load_example().free_port()
+        mp.start_processes(rank_main, args=(world_size, port, out_dir), nprocs=world_size,
                            start_method="fork")
 
 
