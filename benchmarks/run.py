@@ -35,6 +35,7 @@ from cases import CASES, Case, mmengine_version  # noqa: E402
 
 import hydra_init  # noqa: E402
 from hydra_init import sampling  # noqa: E402
+from hydra_init.truncnormal import trunc_plan  # noqa: E402
 
 TARGETS = {"trunc_normal": (8.0, 1.5), "normal": (1.4, 1.5), "nested": (None, 4.0), "small": (None, 1.5)}
 """Targets on 2 cores, by case kind: (speedup vs the torch loop, speedup vs mmengine)."""
@@ -134,7 +135,7 @@ def draw_table(numel: int, reps: int) -> list[str]:
         base, ours = times["normal_"], times["ours"]
         method = "-"
         if isinstance(draw, sampling.TruncNormalDraw):
-            method = sampling._trunc_plan(draw.a, draw.b).method
+            method = trunc_plan(draw.a, draw.b).method
         theirs = "-"
         if bounds is not None:  # torch's sampler on a smaller tensor (it is slow), scaled
             small = torch.empty(max(numel // 8, 1))

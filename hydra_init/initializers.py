@@ -29,8 +29,7 @@ import torch
 
 from .checkpoints.keymap import WRAPPER_PREFIXES, parse_rename
 from .checkpoints.policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
-from .errors import InitConfigError
-from .sampling import (
+from .draws import (
     DiracDraw,
     Draw,
     EyeDraw,
@@ -40,6 +39,7 @@ from .sampling import (
     TruncNormalDraw,
     UniformDraw,
 )
+from .errors import InitConfigError
 
 __all__ = [
     "REGISTRY",

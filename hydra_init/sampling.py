@@ -22,7 +22,7 @@ is sharded. Two generators produce them, chosen by the tensor's total size:
 Either way any contiguous range of a tensor (a shard) can be drawn alone and
 matches the same range of a full draw bit for bit.
 
-Truncated normals are exact (the distribution of
+Truncated normals (:mod:`hydra_init.truncnormal`) are exact (the distribution of
 ``torch.nn.init.trunc_normal_``: a normal conditioned on ``[a, b]``) and cost
 about one to three normal draws whatever the bounds: wide intervals reject and
 redraw only the out-of-bounds elements, narrow or one-sided-bounded intervals use
@@ -42,19 +42,28 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from .draws import (
+    DiracDraw,
+    Draw,
+    EyeDraw,
+    FillDraw,
+    NormalDraw,
+    OrthogonalDraw,
+    TruncNormalDraw,
+    UniformDraw,
+)
+from .truncnormal import trunc_normal_
 
 __all__ = [
     "SMALL",
@@ -93,70 +102,6 @@ _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _DOMAIN_TILE = 0x5449_4C45_5345_4544  # "TILESEED"
 _DOMAIN_HASH = 0x4841_5348_5354_524D  # "HASHSTRM"
-
-
-# ----------------------------------------------------------------------------- draws
-@dataclass(frozen=True)
-class Draw:
-    """What to fill a tensor with. ``elementwise`` draws can be tiled and sharded."""
-
-    elementwise: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class FillDraw(Draw):
-    """Every element equals ``value``."""
-
-    value: float
-
-
-@dataclass(frozen=True)
-class NormalDraw(Draw):
-    """``N(mean, std^2)``."""
-
-    mean: float
-    std: float
-
-
-@dataclass(frozen=True)
-class UniformDraw(Draw):
-    """``U(low, high)``."""
-
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class TruncNormalDraw(Draw):
-    """``N(mean, std^2)`` conditioned on ``a <= x <= b`` (absolute bounds, may be infinite)."""
-
-    mean: float
-    std: float
-    a: float
-    b: float
-
-
-@dataclass(frozen=True)
-class OrthogonalDraw(Draw):
-    """A (semi-)orthogonal matrix times ``gain``; needs the whole tensor."""
-
-    gain: float
-    elementwise: ClassVar[bool] = False
-
-
-@dataclass(frozen=True)
-class DiracDraw(Draw):
-    """Identity-preserving convolution kernel (deterministic)."""
-
-    groups: int = 1
-    elementwise: ClassVar[bool] = False
-
-
-@dataclass(frozen=True)
-class EyeDraw(Draw):
-    """Identity matrix (deterministic)."""
-
-    elementwise: ClassVar[bool] = False
 
 
 # ----------------------------------------------------------------------------- keys
@@ -378,175 +323,6 @@ def _bits_to_normal(bits: np.ndarray) -> np.ndarray:
     return angle
 
 
-# ----------------------------------------------------------------------------- truncated normal
-_SQRT2 = math.sqrt(2.0)
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-# The inverse CDF works in upper-tail probabilities q; below _ICDF_MIN_TAIL, float64
-# loses precision in erfinv(2q - 1), so those draws are redone from the exact tail
-# beyond _ICDF_TAIL_START (where q == _ICDF_MIN_TAIL) with the exponential proposal.
-_ICDF_MIN_TAIL = 1e-9
-_ICDF_TAIL_START = 5.997807015007686
-_EXP_ONLY_BEYOND = 30.0  # standard units; beyond, erfc underflows and exp acceptance is ~1
-# Costs in normal draws, measured on CPU (see docs/performance.md): normal proposals
-# cost _COST_NORMAL for the first round plus _COST_REDRAW per redrawn element.
-_COST_NORMAL, _COST_REDRAW, _COST_ICDF, _COST_EXP = 1.2, 2.0, 2.0, 2.4
-
-
-def _normal_cost(acceptance: float) -> float:
-    return _COST_NORMAL + _COST_REDRAW * (1.0 / acceptance - 1.0)
-
-
-def _upper_tail(x: float) -> float:
-    """``P(Z > x)`` for a standard normal, accurate in the upper tail."""
-    return 0.5 * math.erfc(x / _SQRT2)
-
-
-@dataclass(frozen=True)
-class _TruncPlan:
-    """How to sample a standard normal on ``[lo, hi]`` (after an optional mirror)."""
-
-    method: str  # "normal", "icdf" or "exp"
-    lo: float
-    hi: float
-    flip: bool = False  # negate the result (the interval was mirrored)
-    fold: bool = False  # normal: propose |z| (the interval lies on one side of 0)
-    p_lo: float = 0.0  # icdf: probabilities at the interval's ends
-    p_hi: float = 0.0
-    upper: bool = False  # icdf: p_lo/p_hi are upper-tail probabilities
-    tail: _TruncPlan | None = None  # icdf: redraws for probabilities below _ICDF_MIN_TAIL
-    rate: float = 0.0  # exp: proposal rate, truncated span and acceptance peak
-    span: float = 1.0
-    peak: float = 0.0
-    acceptance: float = 1.0  # the expected fraction of proposals kept
-
-
-def _exp_plan(alpha: float, beta: float, flip: bool) -> _TruncPlan:
-    rate = 0.5 * (alpha + math.sqrt(alpha * alpha + 4.0))
-    span = -math.expm1(-rate * (beta - alpha)) if math.isfinite(beta) else 1.0
-    crest = min(rate, beta)
-    plan = _TruncPlan("exp", alpha, beta, flip, rate=rate, span=span, peak=(crest - rate) ** 2)
-    mass = _upper_tail(alpha) - _upper_tail(beta)
-    if alpha < _EXP_ONLY_BEYOND and mass > 0.0:
-        plan = dataclasses.replace(plan, acceptance=_exp_acceptance(plan, mass))
-    return plan
-
-
-def _exp_acceptance(plan: _TruncPlan, mass: float) -> float:
-    """Acceptance rate of the exponential proposal for a right-tail interval of ``mass``."""
-    log_acceptance = (
-        math.log(mass) + math.log(plan.rate) + _LOG_SQRT_2PI + plan.rate * plan.lo
-        - 0.5 * plan.rate * plan.rate + 0.5 * plan.peak - math.log(plan.span)
-    )
-    return math.exp(min(log_acceptance, 0.0))
-
-
-@functools.lru_cache(maxsize=4096)
-def _trunc_plan(alpha: float, beta: float) -> _TruncPlan:
-    """Pick the cheapest exact method for ``N(0, 1)`` conditioned on ``[alpha, beta]``.
-
-    Candidates: normal proposals (``|z|`` when the interval is on one side of 0)
-    rejected outside the interval; the inverse CDF in float64; Robert's (1995)
-    exponential proposal for tails. The expected cost of each is its cost per
-    proposal over its acceptance rate.
-    """
-    flip = beta <= 0.0
-    if flip:
-        alpha, beta = -beta, -alpha
-    if alpha < 0.0:  # the interval holds the mode; probabilities stay within (0.19, 0.81)
-        mass = 1.0 - _upper_tail(-alpha) - _upper_tail(beta)
-        if _normal_cost(mass) <= _COST_ICDF:
-            return _TruncPlan("normal", alpha, beta, flip, acceptance=mass)
-        return _TruncPlan("icdf", alpha, beta, flip, p_lo=_upper_tail(-alpha), p_hi=1.0 - _upper_tail(beta))
-    exp_plan = _exp_plan(alpha, beta, flip)
-    q_lo, q_hi = _upper_tail(alpha), _upper_tail(beta)
-    mass = q_lo - q_hi
-    if alpha >= _EXP_ONLY_BEYOND or mass <= 0.0:  # erfc underflows; exp acceptance is ~1 there
-        return exp_plan
-    costs = {"normal": _normal_cost(2.0 * mass), "exp": _COST_EXP / exp_plan.acceptance}
-    if q_lo >= 10 * _ICDF_MIN_TAIL:  # at most 10% of draws fall back to the tail
-        costs["icdf"] = _COST_ICDF
-    best = min(costs, key=costs.__getitem__)
-    if best == "normal":
-        return _TruncPlan("normal", alpha, beta, flip, fold=True, acceptance=2.0 * mass)
-    if best == "exp":
-        return exp_plan
-    tail = _exp_plan(max(alpha, _ICDF_TAIL_START), beta, flip) if q_hi < _ICDF_MIN_TAIL else None
-    return _TruncPlan("icdf", alpha, beta, flip, p_lo=q_hi, p_hi=q_lo, upper=True, tail=tail)
-
-
-def _array(t: torch.Tensor):
-    """A numpy view on CPU (its masks and indexing are several times faster), else the tensor."""
-    return t.numpy() if t.device.type == "cpu" else t
-
-
-def _propose(plan: _TruncPlan, out: torch.Tensor, index, src):
-    """Write one proposal per element of ``out``; return the rejection mask (``None``: all kept)."""
-    if plan.method == "normal":
-        src.normal(out, index)
-        if plan.fold:
-            out.abs_()
-        z = _array(out)
-        return (z < plan.lo) | (z > plan.hi)
-    if plan.method == "icdf":
-        u = out if out.dtype == torch.float64 else torch.empty_like(out, dtype=torch.float64)
-        src.uniform(u, index)
-        p = u.mul_(plan.p_hi - plan.p_lo).add_(plan.p_lo)  # a probability in [p_lo, p_hi)
-        rejected = _array(p) < _ICDF_MIN_TAIL if plan.tail is not None else None
-        z = p.mul_(2.0).sub_(1.0).erfinv_().mul_(-_SQRT2 if plan.upper else _SQRT2)
-        z.clamp_(plan.lo, plan.hi)
-        if z is not out:
-            out.copy_(z)
-        return rejected
-    # Robert (1995): exponential proposal on [lo, hi], kept with exp(-(z - rate)^2 / 2) / peak.
-    src.uniform(out, index)
-    z = out.mul_(-plan.span).log1p_().div_(-plan.rate).add_(plan.lo).clamp_(plan.lo, plan.hi)
-    ratio = (z - plan.rate).square_().sub_(plan.peak).mul_(-0.5).exp_()
-    u = torch.empty_like(out)
-    src.uniform(u, index)
-    return _array(u) >= _array(ratio)
-
-
-def _trunc_standard_(z: torch.Tensor, plan: _TruncPlan, src) -> None:
-    """Fill 1-D ``z`` with ``N(0, 1)`` conditioned on the plan's interval, exactly.
-
-    After a first proposal per element, rejected elements are redrawn until each
-    has accepted once. A counter-based source redraws element by element (a value
-    depends on its own proposals only); a sequential stream draws a batch sized
-    for the acceptance rate and hands its accepted values out in order (i.i.d.
-    accepted proposals, so the same distribution, in one or two rounds).
-    Positions are numpy arrays on CPU and tensors elsewhere.
-    """
-    rejected = _propose(plan, z, None, src)
-    if rejected is not None:
-        cpu = isinstance(rejected, np.ndarray)
-        target = _array(z)
-        pending = np.flatnonzero(rejected) if cpu else rejected.nonzero().view(-1)
-        redraw = plan.tail or plan  # the inverse CDF hands its far-tail draws to the tail plan
-        while len(pending):
-            wanted = len(pending)
-            if src.sequential:
-                candidate = torch.empty(int(wanted / redraw.acceptance * 1.1) + 16, dtype=z.dtype,
-                                        device=z.device)
-                rejected = _propose(redraw, candidate, None, src)
-                kept = _array(candidate)[~rejected][:wanted]
-                target[pending[: len(kept)]] = kept
-                pending = pending[len(kept) :]
-            else:
-                candidate = torch.empty(wanted, dtype=z.dtype, device=z.device)
-                rejected = _propose(redraw, candidate, pending, src)
-                target[pending[~rejected]] = _array(candidate)[~rejected]
-                pending = pending[rejected]
-    if plan.flip:
-        z.neg_()
-
-
-def _trunc_normal_(out: torch.Tensor, d: TruncNormalDraw, src) -> None:
-    """Fill 1-D ``out`` (float32/float64) with the truncated normal of ``d``."""
-    plan = _trunc_plan((d.a - d.mean) / d.std, (d.b - d.mean) / d.std)
-    _trunc_standard_(out, plan, src)
-    out.mul_(d.std).add_(d.mean).clamp_(d.a, d.b)
-
-
 # ----------------------------------------------------------------------------- one tile / one small tensor
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -561,7 +337,7 @@ def _draw_into_(buf: torch.Tensor, draw: Draw, src) -> None:
         src.uniform(buf, None)
         buf.mul_(draw.high - draw.low).add_(draw.low)
     elif isinstance(draw, TruncNormalDraw):
-        _trunc_normal_(buf, draw, src)
+        trunc_normal_(buf, draw, src)
     else:  # pragma: no cover - guarded by callers
         raise TypeError(f"{type(draw).__name__} is not an elementwise random draw")
 
@@ -679,7 +455,7 @@ def _small_task(jobs: Sequence[Job]) -> Task:
                 continue
             for j in members:
                 buf = torch.empty(j.out.numel(), dtype=torch.float64)
-                _trunc_normal_(buf, j.draw, _HashSource(j.key, j.start))
+                trunc_normal_(buf, j.draw, _HashSource(j.key, j.start))
                 j.out.copy_(buf.view(j.out.shape))
 
     return run
