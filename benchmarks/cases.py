@@ -186,13 +186,7 @@ def deep_loop(model: nn.Module) -> None:
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    vit_loop(model)  # the second level: the ViT recipe
     for i, block in enumerate(model.blocks):
         if i % 2 == 0:
             for m in block.modules():

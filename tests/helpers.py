@@ -10,6 +10,8 @@ sqrt(2), the wrong fan) is off by tens of standard errors.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -126,3 +128,18 @@ def trunc_std_factor(bound: float) -> float:
     phi = math.exp(-0.5 * bound * bound) / math.sqrt(2.0 * math.pi)
     mass = math.erf(bound / math.sqrt(2.0))
     return math.sqrt(1.0 - 2.0 * bound * phi / mass)
+
+
+# ----------------------------------------------------------------------------- documentation examples
+DOCS_ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_blocks(relative: str) -> list[str]:
+    """The ```python blocks of a Markdown file of the repository (```py blocks are illustrations)."""
+    text = (DOCS_ROOT / relative).read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def run_block(relative: str, blocks: list[str], index: int) -> None:
+    """Run one block in a fresh namespace (call it from a test that chdir-ed to a tmp dir)."""
+    exec(compile(blocks[index], f"{relative}[python block {index}]", "exec"), {"__name__": "doc"})

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import python_blocks, run_block
 from omegaconf import OmegaConf
 
 from hydra_init.integration import conf_dir
@@ -14,7 +15,7 @@ from hydra_init.schema import KNOBS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hydra.md"
 TEXT = DOC.read_text()
-BLOCKS = re.findall(r"^```python\n(.*?)^```", TEXT, flags=re.S | re.M)
+BLOCKS = python_blocks("docs/hydra.md")
 
 
 def test_doc_has_examples() -> None:
@@ -24,7 +25,7 @@ def test_doc_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_doc_block_runs(index: int, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(BLOCKS[index], f"docs/hydra.md[python block {index}]", "exec"), {"__name__": "doc"})
+    run_block("docs/hydra.md", BLOCKS, index)
 
 
 def test_presets_table_names_each_preset_and_its_knobs() -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+from helpers import python_blocks, run_block
 
 from hydra_init.checkpoints import sources
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "pretrained.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), flags=re.S | re.M)
+BLOCKS = python_blocks("docs/pretrained.md")
 
 
 def test_doc_has_examples() -> None:
@@ -21,4 +18,4 @@ def test_doc_has_examples() -> None:
 def test_doc_block_runs(index: int, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sources, "_SCHEMES", dict(sources._SCHEMES))  # schemes a block registers are dropped
-    exec(compile(BLOCKS[index], f"docs/pretrained.md[python block {index}]", "exec"), {"__name__": "doc"})
+    run_block("docs/pretrained.md", BLOCKS, index)

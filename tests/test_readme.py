@@ -6,13 +6,10 @@ start (several processes, a cluster); they are covered by their own tests.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+from helpers import python_blocks, run_block
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+BLOCKS = python_blocks("README.md")
 
 
 def test_readme_has_examples() -> None:
@@ -22,5 +19,4 @@ def test_readme_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index: int, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code = compile(BLOCKS[index], f"README.md[python block {index}]", "exec")
-    exec(code, {"__name__": f"readme_block_{index}"})
+    run_block("README.md", BLOCKS, index)
