@@ -35,7 +35,7 @@ from cases import CASES, Case, mmengine_version  # noqa: E402
 
 import hydra_init  # noqa: E402
 from hydra_init import sampling  # noqa: E402
-from hydra_init.truncnormal import trunc_plan  # noqa: E402
+from hydra_init.sampling.truncnormal import trunc_plan  # noqa: E402
 
 TARGETS = {"trunc_normal": (8.0, 1.5), "normal": (1.4, 1.5), "nested": (None, 4.0), "small": (None, 1.5)}
 """Targets on 2 cores, by case kind: (speedup vs the torch loop, speedup vs mmengine)."""

@@ -10,9 +10,11 @@
 4
 """
 
+from . import _moved
 from .api import apply, plan
-from .checkpoints import checkpoint_schemes, register_checkpoint_scheme
-from .config import parse_config
+from .engine.parse import parse_config
+from .engine.report import InitReport
+from .engine.rules import Rule
 from .errors import InitConfigError
 from .initializers import (
     REGISTRY,
@@ -41,9 +43,10 @@ from .initializers import (
     register_initializer,
 )
 from .integration import Init, initialized, instantiate, register
-from .report import InitReport
-from .rules import Rule
-from .schema import InitConfig, RuleConfig
+from .integration.schema import InitConfig, RuleConfig
+from .pretrained import checkpoint_schemes, register_checkpoint_scheme
+
+_moved.install()
 
 __version__ = "0.1.0"
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from .config import ParsedConfig, parse_config
-from .execute import execute
-from .plan import Plan, build_plan
-from .report import InitReport
+from .engine.execute import execute
+from .engine.parse import ParsedConfig, parse_config
+from .engine.plan import Plan, build_plan
+from .engine.report import InitReport
 
 __all__ = ["apply", "execute_and_report", "plan"]
 
@@ -25,7 +25,7 @@ def apply(
     """Initialize ``model`` from a config and return the report.
 
     ``init_cfg`` may be the named-rules form (dict, ``DictConfig`` or
-    :class:`~hydra_init.schema.InitConfig`), an mmengine-style dict or list of
+    :class:`~hydra_init.integration.schema.InitConfig`), an mmengine-style dict or list of
     dicts, or :class:`~hydra_init.Rule` objects. Modules' own ``init_cfg``
     attributes are honoured too. The whole plan is resolved and validated first:
     on any error an :class:`~hydra_init.InitConfigError` is raised and the model

@@ -2,7 +2,7 @@
 
 Each class describes *what* a parameter should be filled with. Turning it into
 values is the job of :meth:`Initializer.draw`, which maps a parameter shape to
-a :class:`~hydra_init.sampling.Draw` (a distribution or a whole-tensor
+a :class:`~hydra_init.sampling.draws.Draw` (a distribution or a whole-tensor
 construction); the engine does matching and traversal once, for every
 initializer.
 
@@ -27,9 +27,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from .checkpoints.keymap import WRAPPER_PREFIXES, parse_rename
-from .checkpoints.policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
-from .draws import (
+from .errors import InitConfigError
+from .pretrained.keymap import WRAPPER_PREFIXES, parse_rename
+from .pretrained.policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
+from .sampling.draws import (
     DiracDraw,
     Draw,
     EyeDraw,
@@ -39,7 +40,6 @@ from .draws import (
     TruncNormalDraw,
     UniformDraw,
 )
-from .errors import InitConfigError
 
 __all__ = [
     "REGISTRY",
@@ -559,7 +559,7 @@ class Pretrained(Initializer):
         reinit: path globs of checkpoint-covered parameters the other rules
             initialize instead (``[head.*]``).
         missing_keys / unexpected_keys / shape_mismatch / dtype_mismatch: policies,
-            see :mod:`hydra_init.checkpoints.policies`.
+            see :mod:`hydra_init.pretrained.policies`.
 
     >>> Pretrained(checkpoint="detector.pth", prefix="backbone.").describe()
     "Pretrained(checkpoint='detector.pth', prefix='backbone.')"
@@ -663,7 +663,7 @@ def register_initializer(cls: type[Initializer]) -> type[Initializer]:
     """Class decorator: make a custom initializer usable as ``type: <type_name>``.
 
     The class is a dataclass subclass of :class:`Initializer` with a ``type_name``
-    and a ``draw(shape)`` returning a :class:`~hydra_init.sampling.Draw`.
+    and a ``draw(shape)`` returning a :class:`~hydra_init.sampling.draws.Draw`.
 
     >>> from dataclasses import dataclass
     >>> @register_initializer
@@ -678,7 +678,7 @@ def register_initializer(cls: type[Initializer]) -> type[Initializer]:
     >>> del REGISTRY["HalfNormal"]
 
     Arguments that no built-in initializer has are not part of the Hydra schema
-    (:class:`~hydra_init.schema.RuleConfig` is generated at import), so set them
+    (:class:`~hydra_init.integration.schema.RuleConfig` is generated at import), so set them
     from Python or plain dict configs; Hydra presets can use the built-in names.
     """
     if not (isinstance(cls, type) and issubclass(cls, Initializer) and dataclasses.is_dataclass(cls)):

@@ -51,14 +51,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .api import execute_and_report
-from .config import ParsedConfig, parse_config
+from .engine.parse import ParsedConfig, parse_config
+from .engine.plan import Plan, build_plan, module_resets, without_gc
+from .engine.report import InitReport
+from .engine.rules import Rule
+from .engine.sharding import is_dtensor
 from .errors import InitConfigError
 from .initializers import Default
-from .plan import Plan, build_plan, module_resets, without_gc
-from .report import InitReport
-from .rules import Rule
 from .sampling import derive_key
-from .sharding import is_dtensor
 
 __all__ = ["RESET_LABEL", "MetaBuildError", "build_and_init", "build_meta", "init_meta", "materialize"]
 

@@ -1,6 +1,6 @@
 """The ``hydra-init`` command (presets, plan, summary) and its helpers (progress, curves, pictures).
 
-The commands run in-process through :func:`hydra_init.cli.main` (the function the
+The commands run in-process through :func:`hydra_init.tools.cli.main` (the function the
 ``hydra-init`` console script calls); one test runs the installed console script
 itself. Expected values are derived from the preset files and from models built
 here, never copied from the command's own output.
@@ -22,12 +22,12 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 import hydra_init
-from hydra_init.cli import main
-from hydra_init.curves import Curve, log_curve, read_curves
 from hydra_init.integration.callbacks import InitSummaryCallback
 from hydra_init.integration.job import write_report
-from hydra_init.progress import Progress, format_count
-from hydra_init.sweep_plot import metric_columns, setting_labels
+from hydra_init.tools.cli import main
+from hydra_init.tools.curves import Curve, log_curve, read_curves
+from hydra_init.tools.progress import Progress, format_count
+from hydra_init.tools.sweep_plot import metric_columns, setting_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ROOT / "conf" / "init"

@@ -27,7 +27,7 @@ MODULES = _modules_with_examples()
 
 
 def test_the_package_has_examples() -> None:
-    assert {"hydra_init.api", "hydra_init.initializers", "hydra_init.knobs"} <= set(MODULES)
+    assert {"hydra_init.api", "hydra_init.initializers", "hydra_init.engine.knobs"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -11,8 +11,8 @@ from torch import nn
 
 import hydra_init
 from hydra_init import InitConfigError
-from hydra_init.expressions import evaluate, names_in
-from hydra_init.selectors import glob_captures
+from hydra_init.engine.expressions import evaluate, names_in
+from hydra_init.engine.select import glob_captures
 
 
 # ----------------------------------------------------------------------------- the language

@@ -11,7 +11,7 @@ from helpers import python_blocks, run_block
 from omegaconf import OmegaConf
 
 from hydra_init.integration import conf_dir
-from hydra_init.schema import KNOBS
+from hydra_init.integration.schema import KNOBS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hydra.md"
 TEXT = DOC.read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import python_blocks, run_block
 
-from hydra_init.checkpoints import sources
+from hydra_init.pretrained import sources
 
 BLOCKS = python_blocks("docs/pretrained.md")
 

@@ -26,8 +26,8 @@ from torch import nn
 
 import hydra_init
 from hydra_init import InitConfigError, Pretrained
-from hydra_init.checkpoints import sources
-from hydra_init.checkpoints.sources import download_path
+from hydra_init.pretrained import sources
+from hydra_init.pretrained.sources import download_path
 
 
 def small() -> nn.Module:

@@ -16,7 +16,8 @@ import torch
 from scipy import stats
 
 from hydra_init import sampling as S
-from hydra_init.truncnormal import trunc_plan
+from hydra_init.sampling.generators import generator
+from hydra_init.sampling.truncnormal import trunc_plan
 
 INF = math.inf
 
@@ -160,8 +161,8 @@ def test_tile_generators_use_all_64_seed_bits():
     """torch's CPU manual_seed keeps 32 bits; tile streams must differ in the high bits too."""
     assert S.FULL_STATE_SEEDING
     seed = S.tile_seed(123, 0)
-    a = torch.empty(64).normal_(generator=S._generator(torch.device("cpu"), seed))
-    b = torch.empty(64).normal_(generator=S._generator(torch.device("cpu"), seed ^ (1 << 40)))
+    a = torch.empty(64).normal_(generator=generator(torch.device("cpu"), seed))
+    b = torch.empty(64).normal_(generator=generator(torch.device("cpu"), seed ^ (1 << 40)))
     assert not torch.equal(a, b)
     torch_gen = torch.Generator()
     c = torch.empty(64).normal_(generator=torch_gen.manual_seed(seed & 0xFFFFFFFF))

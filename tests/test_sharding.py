@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import hydra_init
+from hydra_init.engine.sharding import _flat_range
 from hydra_init.meta import build_and_init
-from hydra_init.sharding import _flat_range
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
-    from hydra_init.cli import main as hydra_init_cli
+    from hydra_init.tools.cli import main as hydra_init_cli
 
     model = OmegaConf.load(out / names[0] / "0" / ".hydra" / "config.yaml").model
     title = f"{model.depth}-layer plain {model.activation} net (width {model.width}) on digits"

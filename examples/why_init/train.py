@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 import hydra_init
-from hydra_init.curves import log_curve
+from hydra_init.tools.curves import log_curve
 
 log = logging.getLogger(__name__)
 

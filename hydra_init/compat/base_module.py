@@ -37,7 +37,7 @@ from typing import Any
 from torch import nn
 
 from ..api import apply
-from ..report import InitReport, ParamRecord
+from ..engine.report import InitReport, ParamRecord
 
 __all__ = ["BaseModule", "ModuleDict", "ModuleList", "Sequential", "initialize"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..execute import effective_seed
+from ..engine.execute import effective_seed
 from ..initializers import (
     Caffe2Xavier,
     Constant,

@@ -29,12 +29,12 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from ..api import apply, plan
-from ..config import parse_config
+from ..engine.knobs import check_knobs
+from ..engine.parse import parse_config
+from ..engine.report import InitReport
 from ..errors import InitConfigError
-from ..knobs import check_knobs
-from ..report import InitReport
-from ..schema import KNOBS
 from .job import write_report
+from .schema import KNOBS
 
 __all__ = ["Init"]
 
@@ -56,7 +56,7 @@ class Init:
         **knobs: preset-level values (``std``, ``mode``, ``bias`` ...). A knob set
             by the job's overrides that no rule uses is refused
             (``init.std=0.02`` on a preset without a ``std``); see
-            :mod:`hydra_init.knobs`.
+            :mod:`hydra_init.engine.knobs`.
 
     Example:
         >>> import torch.nn as nn, hydra_init
@@ -82,7 +82,7 @@ class Init:
 
         On an unresolved ``DictConfig`` (``cfg.init`` as composed by Hydra) the
         knob check reads the interpolations themselves (see
-        :mod:`hydra_init.knobs`). ``key`` names the node in error
+        :mod:`hydra_init.engine.knobs`). ``key`` names the node in error
         messages; by default the node's own path in its config (``init``,
         ``model.init``).
         """

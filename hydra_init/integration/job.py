@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
-from ..report import InitReport
+from ..engine.report import InitReport
 
 __all__ = ["REPORT_FILE", "job_output_dir", "report_files", "write_report"]
 

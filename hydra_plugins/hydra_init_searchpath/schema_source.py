@@ -19,7 +19,7 @@ from hydra.plugins.config_source import ConfigResult, ConfigSource
 
 GROUP = "hydra_init/schema"
 SCHEMAS = {"init": "InitConfig", "rule": "RuleConfig"}
-"""Config name in :data:`GROUP` -> class name in ``hydra_init.schema``."""
+"""Config name in :data:`GROUP` -> class name in ``hydra_init.integration.schema``."""
 
 
 class HydraInitSchemaSource(ConfigSource):
@@ -39,7 +39,7 @@ class HydraInitSchemaSource(ConfigSource):
         group, _, name = self._name(config_path).rpartition("/")
         if group != GROUP or name not in SCHEMAS:
             raise ValueError(f"hydra-init:// has no config {config_path!r}")
-        schema = importlib.import_module("hydra_init.schema")
+        schema = importlib.import_module("hydra_init.integration.schema")
         node = OmegaConf.structured(getattr(schema, SCHEMAS[name]))
         return ConfigResult(
             config=node, path=self.full_path(), provider=self.provider, header={"package": None}

@@ -101,7 +101,7 @@ def log_curve(
         xlabel, ylabel or name, yscale,
     )
     if directory is None:
-        from .integration.job import job_output_dir
+        from ..integration.job import job_output_dir
 
         directory = job_output_dir()
         if directory is None:

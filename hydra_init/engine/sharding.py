@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .sampling import Draw, FillDraw, Job, materialize
+from ..sampling import Draw, FillDraw, Job, materialize
 
 __all__ = [
     "agree_on_seed",

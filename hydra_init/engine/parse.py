@@ -25,14 +25,15 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import InitConfigError, did_you_mean
+from ..errors import InitConfigError, did_you_mean
+from ..initializers import REGISTRY, Initializer, Pretrained
 from .expressions import evaluate, names_in
-from .initializers import REGISTRY, Initializer, Pretrained
 from .knobs import check_knobs
-from .rules import Rule, as_tuple
-from .schema import KNOBS, SELECTOR_FIELDS
+from .rules import SELECTOR_FIELDS, Rule, as_tuple
 
 __all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "specialize"]
+
+from ..integration.schema import KNOBS
 
 _TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", *sorted(KNOBS))
 

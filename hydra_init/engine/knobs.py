@@ -28,8 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import InitConfigError
-from .schema import KNOBS
+from ..errors import InitConfigError
+from ..integration.schema import KNOBS
 
 __all__ = ["check_knobs", "overridden_knobs", "unused_knobs"]
 

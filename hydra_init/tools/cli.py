@@ -39,7 +39,7 @@ _WRAPPERS = ("hydra_init.initialized", "hydra_init.integration.initialized",
 
 # ----------------------------------------------------------------------------- presets
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .presets import format_presets, list_presets, rule_names
+    from ..integration.presets import format_presets, list_presets, rule_names
 
     presets = list_presets()
     if args.json:
@@ -104,7 +104,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     import hydra_init
 
-    from .presets import compose
+    from ..integration.presets import compose
 
     if _is_config_file(args.source):
         config = Path(args.source).resolve()
@@ -139,7 +139,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- summary
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from .integration.callbacks import collect_rows, markdown_table, write_summary
+    from ..integration.callbacks import collect_rows, markdown_table, write_summary
 
     dirs = [Path(d).resolve() for d in args.dirs]
     for directory in dirs:
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .errors import InitConfigError
+    from ..errors import InitConfigError
 
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:

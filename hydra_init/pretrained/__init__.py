@@ -2,17 +2,17 @@
 
 One job per module:
 
-* :mod:`~hydra_init.checkpoints.sources`: ``checkpoint`` string -> local file
+* :mod:`~hydra_init.pretrained.sources`: ``checkpoint`` string -> local file
   (paths, ``file://``, ``http(s)://`` through torch's hub cache, registered
   schemes such as ``torchvision://``), with an optional sha256 check.
-* :mod:`~hydra_init.checkpoints.formats`: file -> flat state dict, always with
+* :mod:`~hydra_init.pretrained.formats`: file -> flat state dict, always with
   ``torch.load(weights_only=True)`` or safetensors.
-* :mod:`~hydra_init.checkpoints.keymap`: wrapper prefixes, ``prefix``, regex renames.
-* :mod:`~hydra_init.checkpoints.policies`: what to do with missing and unexpected
+* :mod:`~hydra_init.pretrained.keymap`: wrapper prefixes, ``prefix``, regex renames.
+* :mod:`~hydra_init.pretrained.policies`: what to do with missing and unexpected
   keys, shape and dtype mismatches.
 
 Matching a state dict to a model and planning the copy is
-:mod:`hydra_init.pretrained`'s job.
+:mod:`hydra_init.pretrained.stage`'s job.
 """
 
 from .formats import StateDict, read_state_dict

@@ -1,7 +1,7 @@
 """Pretrained rules: match a checkpoint to the model at plan time, copy it at execution.
 
 :func:`resolve_pretrained` runs while the plan is built (nothing is written then):
-it finds and reads the checkpoint (:mod:`hydra_init.checkpoints`), maps its keys,
+it finds and reads the checkpoint (:mod:`hydra_init.pretrained`), maps its keys,
 pairs them with the parameters and persistent buffers the rule targets, and
 applies the rule's policies. Any problem (missing or unreadable file, a pickle
 that would run code, an empty ``prefix`` match, shape mismatches, ...) is an
@@ -37,13 +37,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints.formats import read_state_dict
-from .checkpoints.keymap import KeyMap, parse_rename, strip_wrappers, suggest_alignment
-from .checkpoints.policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
-from .checkpoints.sources import locate
-from .errors import InitConfigError, did_you_mean
-from .rules import Rule
-from .selectors import ModelIndex, glob_match, join
+from ..engine.rules import Rule
+from ..engine.select import ModelIndex, glob_match, join
+from ..errors import InitConfigError, did_you_mean
+from .formats import read_state_dict
+from .keymap import KeyMap, parse_rename, strip_wrappers, suggest_alignment
+from .policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
+from .sources import locate
 
 __all__ = [
     "NOT_IN_CHECKPOINT",

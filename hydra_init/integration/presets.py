@@ -52,7 +52,7 @@ class PresetInfo:
 
 def preset_dir() -> Path:
     """The ``init`` group directory served by hydra_init's search-path plugin."""
-    from .integration import conf_dir
+    from . import conf_dir
 
     root = conf_dir()
     if root is None:  # pragma: no cover - hydra_init is importable here by definition
@@ -83,7 +83,7 @@ def _hydra(config_dir: str | None = None) -> Iterator[None]:
     from hydra import initialize, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from .integration import register
+    from . import register
 
     register()
     if GlobalHydra.instance().is_initialized():
@@ -140,7 +140,7 @@ def describe_preset(name: str) -> PresetInfo:
     """A preset's description and its knobs (composed through Hydra)."""
     path = preset_dir() / f"{name}.yaml"
     if not path.is_file():
-        from .errors import InitConfigError, did_you_mean
+        from ..errors import InitConfigError, did_you_mean
 
         names = preset_names()
         raise InitConfigError(

@@ -7,7 +7,7 @@ passed, then one log line every ``interval`` seconds, and a closing line if it
 printed anything at all. Updates may come from several threads at once (the
 engine draws tiles on a thread pool).
 
-The engine calls it from :func:`hydra_init.execute.execute`; any long loop can
+The engine calls it from :func:`hydra_init.engine.execute.execute`; any long loop can
 use it the same way::
 
     with Progress(total=sum(p.numel() for p in model.parameters()), desc="init") as progress:

@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .config import ParsedConfig, parse_config, specialize
-from .errors import InitConfigError, closest, did_you_mean
-from .initializers import Default, Initializer, Pretrained
+from ..errors import InitConfigError, closest, did_you_mean
+from ..initializers import Default, Initializer, Pretrained
+from ..sampling import Draw, FillDraw
+from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
-from .sampling import Draw, FillDraw
-from .selectors import (
+from .select import (
     ModelIndex,
     ParamRef,
     glob_captures,
@@ -153,7 +153,7 @@ def _matched_modules(
         }
         in_scope = [(p, m) for p, m in in_scope if _root_of(p, excluded) is None]
     if rule.layer:
-        from .selectors import class_matches
+        from .select import class_matches
 
         in_scope = [
             (p, m) for p, m in in_scope if any(class_matches(type(m), n) for n in rule.layer)
@@ -319,7 +319,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
     for rule in rules:
         modules, dead_globs, captures = _matched_modules(rule, index)
         if isinstance(rule.init, Pretrained):
-            from .pretrained import resolve_pretrained
+            from ..pretrained.stage import resolve_pretrained
 
             if not modules:
                 _no_match_problem(rule, index, modules, dead_globs)

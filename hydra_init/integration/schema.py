@@ -27,23 +27,12 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .initializers import REGISTRY, BoundUnit, Distribution, FanMode, Nonlinearity
+from ..engine.rules import SELECTOR_FIELDS
+from ..initializers import REGISTRY, BoundUnit, Distribution, FanMode, Nonlinearity
 
 __all__ = ["KNOBS", "SELECTOR_FIELDS", "InitConfig", "RuleConfig", "initializer_fields"]
 
-SELECTOR_FIELDS: dict[str, str] = {
-    "type": "initializer name (Kaiming, Normal, ...)",
-    "layer": "class names matched over the module's whole MRO",
-    "name": "module-path globs (the module and its subtree)",
-    "params": "parameter-name globs; default: weight (drawn) and bias (constant)",
-    "exclude": "module-path globs left out",
-    "priority": "higher wins over lower; ties go to the later rule",
-    "enabled": "false turns the rule off",
-    "optional": "true makes 'matched nothing' a warning instead of an error",
-    "override": "mmengine-style nested rules by sub-module name",
-    "expr": "initializer arguments computed from {name} captures, e.g. {std: '0.02 / sqrt(n)'}",
-}
-"""Rule keys that select what a rule touches (not initializer arguments)."""
+
 
 
 def initializer_fields() -> dict[str, Any]:

@@ -6,7 +6,7 @@ cheapest exact method - normal proposals where only out-of-bounds elements are
 redrawn (``|z|`` for one-sided intervals), the inverse CDF in float64, or
 Robert's (1995) exponential proposal in the tails - and :func:`trunc_normal_`
 runs it on proposals from a source (a torch generator stream or the
-counter-based hash of :mod:`hydra_init.sampling`). Every element's value is the
+counter-based hash of :mod:`hydra_init.sampling.generators`). Every element's value is the
 first accepted proposal of its own sequence.
 
 >>> trunc_plan(-2.0, 2.0).method, trunc_plan(8.0, float("inf")).method

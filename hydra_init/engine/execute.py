@@ -4,7 +4,7 @@ Order: module resets (``Default`` rules, seeded per module path), then every
 drawn tensor in one parallel batch (tiles of large tensors, one vectorized batch
 for all small ones, one grouped fill for constants), then checkpoint copies,
 then ``nn.Embedding``/``nn.EmbeddingBag`` padding rows. DTensor parameters (FSDP2, tensor parallel)
-go through :mod:`hydra_init.sharding`: each rank writes only its shard.
+go through :mod:`hydra_init.engine.sharding`: each rank writes only its shard.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import InitConfigError
+from ..errors import InitConfigError
+from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .plan import Plan, PlanEntry, without_gc
-from .sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
@@ -44,7 +44,7 @@ def reset_module(module: nn.Module, key: int) -> None:
 
     The global RNG state is restored afterwards, so a seeded init does not
     disturb the caller's random stream. Sharded modules reset full-size copies
-    and keep their slices (:func:`hydra_init.sharding.reset_sharded`).
+    and keep their slices (:func:`hydra_init.engine.sharding.reset_sharded`).
     """
     if any(is_dtensor(p) for p in module.parameters(recurse=False)):
         reset_sharded(module, lambda: _seeded_reset(module, key))
@@ -120,14 +120,14 @@ def execute(plan: Plan) -> int:
             task()
         tasks = job_tasks(jobs)
         if values >= _PROGRESS_MIN_VALUES:
-            from .progress import Progress
+            from ..tools.progress import Progress
 
             with Progress(total=values, desc="hydra_init") as progress:
                 run_parallel(progress.wrap(tasks, values))
         else:
             run_parallel(tasks)
         if plan.pretrained:
-            from .pretrained import copy_buffers, copy_loaded
+            from ..pretrained.stage import copy_buffers, copy_loaded
 
             for entry in plan.entries.values():
                 if entry.source == "pretrained":

@@ -183,7 +183,7 @@ class ModelIndex:
 
     def nearby_paths(self, pattern: str, limit: int = 6) -> list[str]:
         """Module paths that resemble a glob that matched nothing (for error hints)."""
-        from .errors import closest
+        from ..errors import closest
 
         stem = pattern.replace("*", "").strip(".")
         hits = closest(stem, [p for p in self.module_paths if p], n=limit) if stem else []

@@ -10,9 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .initializers import Initializer
+from ..initializers import Initializer
 
-__all__ = ["Rule", "as_tuple"]
+__all__ = ["SELECTOR_FIELDS", "Rule", "as_tuple"]
+
+SELECTOR_FIELDS: dict[str, str] = {
+    "type": "initializer name (Kaiming, Normal, ...)",
+    "layer": "class names matched over the module's whole MRO",
+    "name": "module-path globs (the module and its subtree)",
+    "params": "parameter-name globs; default: weight (drawn) and bias (constant)",
+    "exclude": "module-path globs left out",
+    "priority": "higher wins over lower; ties go to the later rule",
+    "enabled": "false turns the rule off",
+    "optional": "true makes 'matched nothing' a warning instead of an error",
+    "override": "mmengine-style nested rules by sub-module name",
+    "expr": "initializer arguments computed from {name} captures, e.g. {std: '0.02 / sqrt(n)'}",
+}
+"""Rule keys that select what a rule touches (not initializer arguments)."""
 
 
 def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""Tools around the engine: the ``hydra-init`` command, progress lines and sweep pictures."""
