@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import nn
@@ -79,7 +80,7 @@ def plan(
 
 
 def _parsed(init_cfg: Any, key: str, module_init_cfg: bool | None) -> ParsedConfig:
-    parsed = parse_config(init_cfg, key=key)
-    if module_init_cfg is not None:
-        parsed.module_init_cfg = module_init_cfg
-    return parsed
+    parsed = parse_config(init_cfg, key=key)  # an already parsed config (or Init) is taken as it is
+    if module_init_cfg is None or module_init_cfg == parsed.module_init_cfg:
+        return parsed
+    return dataclasses.replace(parsed, module_init_cfg=module_init_cfg)

@@ -51,7 +51,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .api import execute_and_report
-from .engine.parse import ParsedConfig, parse_config
+from .engine.parse import parse_config
 from .engine.plan import Plan, build_plan, module_resets, without_gc
 from .engine.report import InitReport
 from .engine.rules import Rule
@@ -286,7 +286,7 @@ def init_meta(
     rank allocates and writes only its shards. Returns the report; the model is
     initialized in place.
     """
-    parsed = init_cfg if isinstance(init_cfg, ParsedConfig) else parse_config(init_cfg, key=key)
+    parsed = parse_config(init_cfg, key=key)  # taken as it is when already parsed
     plan = build_plan(model, parsed)  # validates the config before anything is allocated
     pending = {path for path, entry in plan.entries.items() if _uninitialized(entry.ref.param)}
     _adopt_resets(plan, pending, key)  # may raise: nothing allocated yet

@@ -1,90 +1,121 @@
-"""Which preset knobs an init node uses, and which knob overrides would silently do nothing.
+"""Preset knobs: which top-level values an init node's rules use, checked on the unresolved config.
 
 A preset's rules interpolate its knobs (``std: ${...std}``), so ``init.std=0.02``
-reaches every rule that uses ``std``. An override of a knob that no rule uses
-(``init.std=0.02`` on ``kaiming_conv``) would do nothing, so it is refused.
+reaches every rule that uses ``std``. A knob that no rule uses would do nothing, so
+setting it is refused. Which knobs the rules use is read from the interpolations
+themselves, never from values, so the answer is the same whatever the entry point:
 
-A knob can also become unused because the user replaced the interpolation
-with a value on one rule (``init.rules.conv.mode=fan_in``): the preset's default
-``mode`` is then legitimately unused. When the command-line overrides are known
-(inside a Hydra job, or a config composed with its ``hydra`` node) the check
-therefore refuses only the knobs the overrides set. Otherwise (a dict, the
-compose API without the ``hydra`` node) every unused knob that is set is
-refused, as :func:`hydra_init.parse_config` does; unset a left-over preset knob
-with ``init.<knob>=null``.
+* an unresolved node (``cfg.init`` as composed, a dict with ``${...}``): the
+  interpolations are there to read;
+* ``hydra.utils.instantiate(cfg.init)``: Hydra resolves the node before calling
+  :class:`~hydra_init.Init`, so the schema carries the answer through: its field
+  ``_knobs_used_`` is ``${hydra_init.knobs_used:}``, which resolves (before the rules,
+  being listed first) to the knob names the rules' interpolations name (``"bias,std"``).
+
+A knob can also become unused because the user replaced the interpolation with a
+value on one rule (``init.rules.conv.mode=fan_in``). When the command-line overrides
+are known (inside a Hydra job, or a config composed with its ``hydra`` node) only the
+knobs the overrides set must be used; otherwise every set knob must be.
 
 >>> from omegaconf import OmegaConf
 >>> node = OmegaConf.create({"std": 0.02, "bias": 0.1, "rules": {"fc": {"std": "${...std}"}}})
->>> sorted(unused_knobs(node))
-['bias']
+>>> sorted(referenced_knobs(node["rules"]))
+['std']
 """
 
 from __future__ import annotations
 
-import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import InitConfigError
-from ..integration.schema import KNOBS
+from ..errors import InitConfigError, did_you_mean
 
-__all__ = ["check_knobs", "overridden_knobs", "unused_knobs"]
+__all__ = [
+    "COMMON_KNOBS",
+    "FIXED_KEYS",
+    "KNOBS_USED_FIELD",
+    "RESERVED_KEYS",
+    "carried_knobs",
+    "check_knobs",
+    "declared_knobs",
+    "knobs_used_by",
+    "overridden_knobs",
+    "referenced_knobs",
+]
+
+FIXED_KEYS = ("seed", "rules", "module_init_cfg")
+"""Top-level keys of an init node that are options, not knobs."""
+
+KNOBS_USED_FIELD = "_knobs_used_"
+"""The schema field that carries the knob names the rules use through Hydra's resolution."""
+
+RESERVED_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_", KNOBS_USED_FIELD)
+"""Keys Hydra (or the knob check) owns; the engine ignores them."""
+
+COMMON_KNOBS = frozenset({
+    "val", "mean", "std", "a", "b", "bound_unit", "gain", "scale", "mode", "nonlinearity",
+    "distribution", "bias", "bias_prob", "checkpoint", "prefix",
+})
+"""Knob names every init node may set (initializer arguments shared by the presets)."""
 
 _INTERPOLATION = re.compile(r"\$\{([^${}]*)\}")
 
 
-def _leaves(node: Any) -> list[Any]:
-    """Every scalar under ``node`` (rules, their lists, nested ``expr``/``override`` mappings)."""
+def _leaves(node: Any) -> Iterable[Any]:
     if isinstance(node, Mapping):
-        return [leaf for v in node.values() for leaf in _leaves(v)]
-    if isinstance(node, (list, tuple)):
-        return [leaf for v in node for leaf in _leaves(v)]
-    return [node]
+        for value in node.values():
+            yield from _leaves(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _leaves(value)
+    else:
+        yield node
 
 
-def _referenced(rules: Any) -> set[str]:
-    """Names that interpolations under ``rules`` end in (``${...std}`` -> ``std``)."""
+def referenced_knobs(rules: Any) -> set[str]:
+    """Names that the interpolations under ``rules`` end in (``${...std}`` -> ``std``).
+
+    ``rules`` may be an unresolved ``DictConfig`` or a plain container.
+    """
+    raw = OmegaConf.to_container(rules, resolve=False) if OmegaConf.is_config(rules) else rules
     names = set()
-    for leaf in _leaves(rules):
+    for leaf in _leaves(raw or {}):
         for inner in _INTERPOLATION.findall(leaf) if isinstance(leaf, str) else ():
             for arg in inner.split(":", 1)[-1].split(","):  # ${oc.select:...std,0} -> its arguments
                 names.add(arg.strip().rsplit(".", 1)[-1])
     return names
 
 
-def _holds(leaves: list[Any], value: Any) -> bool:
-    text = None if isinstance(value, bool) else str(value)
-    return any(
-        leaf == value or (text is not None and isinstance(leaf, str) and text in leaf) for leaf in leaves
-    )
+def _knobs_used_resolver(*, _parent_: Any) -> str:
+    # A string, not a list: OmegaConf.resolve (as Hydra's instantiate runs it) writes the
+    # result back into the field's scalar node.
+    return ",".join(sorted(referenced_knobs(_parent_.get("rules"))))
 
 
-def unused_knobs(cfg: Any) -> set[str]:
-    """Knobs that are set but that no rule uses.
-
-    While the rules hold interpolations (``cfg.init`` as composed), a knob is
-    used when an interpolation refers to it. Once Hydra's ``instantiate`` has
-    resolved them away, a knob counts as used when some rule holds its value,
-    alone or inside a string (an ``expr`` formula, a name glob); a knob passed
-    through a custom resolver that changes its value would count as unused there.
-    """
-    rules = cfg.get("rules")
-    raw = OmegaConf.to_container(rules, resolve=False) if OmegaConf.is_config(rules) else rules or {}
-    referenced = _referenced(raw)
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    set_knobs = {k: _value(cfg[k]) for k in KNOBS if cfg.get(k) is not None}
-    if referenced:  # unresolved: the interpolations say exactly which knobs are read
-        return {k for k in set_knobs if k not in referenced}
-    leaves = [_value(leaf) for leaf in _leaves(cfg.get("rules") or {})]
-    return {k for k, v in set_knobs.items() if not _holds(leaves, v)}
+def carried_knobs(value: Any) -> set[str] | None:
+    """The knob names a ``_knobs_used_`` value carries (``"bias,std"`` or a list); ``None`` if absent."""
+    if isinstance(value, str) and "${" not in value:
+        return {name for name in value.split(",") if name}
+    if isinstance(value, (list, tuple)):
+        return set(value)
+    return None
 
 
-def _value(x: Any) -> Any:
-    return x.value if isinstance(x, enum.Enum) else x
+if not OmegaConf.has_resolver("hydra_init.knobs_used"):
+    OmegaConf.register_new_resolver("hydra_init.knobs_used", _knobs_used_resolver, use_cache=False)
+
+
+def declared_knobs(node: Any) -> frozenset[str]:
+    """Knob names the node's schema declares: its structured type's fields, else :data:`COMMON_KNOBS`."""
+    if isinstance(node, DictConfig):
+        schema = OmegaConf.get_type(node)
+        fields = getattr(schema, "__dataclass_fields__", None)
+        if fields:
+            return frozenset(fields) - set(FIXED_KEYS) - set(RESERVED_KEYS)
+    return COMMON_KNOBS
 
 
 def _task_overrides(cfg: Any) -> list[str] | None:
@@ -102,7 +133,7 @@ def _task_overrides(cfg: Any) -> list[str] | None:
 
 
 def overridden_knobs(key: str, cfg: Any = None) -> set[str] | None:
-    """Knobs of the node at ``key`` that the command-line overrides set; ``None`` when unknown.
+    """Top-level keys of the node at ``key`` that the command-line overrides set; ``None`` when unknown.
 
     Unknown means neither inside a Hydra job nor composed with its ``hydra`` node.
     """
@@ -115,23 +146,64 @@ def overridden_knobs(key: str, cfg: Any = None) -> set[str] | None:
     out = set()
     for override in OverridesParser.create().parse_overrides(overrides):
         name = override.key_or_group
-        if name.startswith(prefix) and name[len(prefix):] in KNOBS:
+        if name.startswith(prefix) and "." not in name[len(prefix):]:
             out.add(name[len(prefix):])
     return out
 
 
-def check_knobs(cfg: Any, key: str) -> None:
-    """Raise :class:`~hydra_init.InitConfigError` for a set knob that no rule uses (see the module doc)."""
-    all_unused = unused_knobs(cfg)
-    overridden = overridden_knobs(key, cfg)
-    unused = all_unused if overridden is None else all_unused & overridden
-    if not unused:
-        return
-    knob = sorted(unused)[0]
-    used = sorted(k for k in KNOBS if cfg.get(k) is not None and k not in all_unused)
-    raise InitConfigError(
-        f"{key}.{knob}",
-        f"{knob!r} is set but no rule of this init config uses it",
-        valid=("knobs used here: " + ", ".join(used)) if used else "none: no knobs",
-        hint=f"set it on one rule instead ({key}.rules.<name>.{knob}=...), or unset it ({key}.{knob}=null)",
-    )
+def knobs_used_by(node: Any) -> set[str] | None:
+    """The knob names an init node's rules use; ``None`` when that cannot be known.
+
+    Read from the ``_knobs_used_`` field where Hydra resolved it, else from the rules'
+    interpolations. A Hydra instantiation node (``_target_``) not bound to the schema
+    whose rules hold no interpolation was resolved by ``hydra.utils.instantiate``
+    without the field: unknown.
+    """
+    carried = carried_knobs(node.get(KNOBS_USED_FIELD))
+    if carried is not None:
+        return carried
+    found = referenced_knobs(node.get("rules"))
+    if not found and "_target_" in node:
+        return None
+    return found
+
+
+def check_knobs(node: Any, key: str, used: set[str] | None) -> dict[str, Any]:
+    """Check the top-level knobs of an init node; return the set ones (name -> resolved value).
+
+    ``node`` is the init node (a ``DictConfig``, unresolved where possible, or a
+    mapping); ``used`` is :func:`knobs_used_by` of it (``None``: unknown, nothing refused).
+
+    Raises:
+        InitConfigError: a key that is neither an option nor a knob any rule uses
+            (``unknown key``), or a declared knob that is set but unused.
+    """
+    declared = declared_knobs(node)
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    present = [k for k, v in values.items()
+               if k not in FIXED_KEYS and k not in RESERVED_KEYS and v is not None]  # None: unset
+    if used is None:
+        return {k: values[k] for k in present}
+    valid = [*FIXED_KEYS, *sorted(declared | used)]
+    for name in present:
+        if name not in declared and name not in used:
+            raise InitConfigError(
+                f"{key}.{name}", f"unknown key {name!r}", valid=", ".join(valid),
+                hint=did_you_mean(str(name), valid),
+            )
+    knobs = {k: values[k] for k in present}
+    unused = {k for k in knobs if k not in used}
+    overridden = overridden_knobs(key, node)
+    if overridden is not None:
+        unused &= overridden
+    if unused:
+        knob = sorted(unused)[0]
+        in_use = sorted(k for k in knobs if k in used)
+        raise InitConfigError(
+            f"{key}.{knob}",
+            f"{knob!r} is set but no rule of this init config uses it",
+            valid=("knobs used here: " + ", ".join(in_use)) if in_use else "none: no knobs",
+            hint=f"set it on one rule instead ({key}.rules.<name>.{knob}=...), "
+            f"or unset it ({key}.{knob}=null)",
+        )
+    return knobs

@@ -24,28 +24,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import InitConfigError, did_you_mean
 from ..initializers import REGISTRY, Initializer, Pretrained
 from .expressions import evaluate, names_in
-from .knobs import check_knobs
+from .knobs import FIXED_KEYS, check_knobs, knobs_used_by
 from .rules import SELECTOR_FIELDS, Rule, as_tuple
 
 __all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "specialize"]
 
-from ..integration.schema import KNOBS
 
-_TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", *sorted(KNOBS))
-
-
-@dataclass
+@dataclass(frozen=True)
 class ParsedConfig:
-    """The normalized config: rules in precedence order plus global options."""
+    """An init config, normalized and validated once: every later stage takes it as it is.
 
-    rules: list[Rule] = field(default_factory=list)
+    Attributes:
+        rules: the rules in precedence order (``order`` set).
+        seed: the seed of the draws (``None``: drawn from torch's global generator).
+        module_init_cfg: whether modules' own ``init_cfg`` attributes take part.
+        warnings: non-fatal findings of parsing (an mmengine dict that selects nothing).
+        key: the config path used in error messages (``init``, ``model.init``).
+        knobs: the preset knobs that were set (already resolved into the rules).
+    """
+
+    rules: tuple[Rule, ...] = ()
     seed: int | None = None
     module_init_cfg: bool = True
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    key: str = "init"
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data: seed, options, and each rule's type, arguments and selectors.
+
+        >>> parse_config({"rules": {"fc": {"type": "Zeros", "layer": "Linear"}}}).to_dict()["rules"]
+        {'fc': {'type': 'Zeros', 'bias': 0.0, 'bias_prob': None, 'layer': ['Linear']}}
+        """
+        return {
+            "seed": self.seed,
+            "module_init_cfg": self.module_init_cfg,
+            **dict(self.knobs),
+            "rules": {rule.label: rule.to_dict() for rule in self.rules},
+        }
 
 
 # ----------------------------------------------------------------------------- values
@@ -287,47 +308,93 @@ def _override_rules(
 
 
 # ----------------------------------------------------------------------------- whole configs
-
-
-def _to_plain(cfg: Any) -> Any:
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=False)
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
-    return cfg
-
-
 def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
-    """Normalize any accepted config form into a :class:`ParsedConfig`.
+    """Normalize and validate any accepted config form, once, into a :class:`ParsedConfig`.
+
+    Accepted: a :class:`ParsedConfig` or :class:`~hydra_init.Init` (returned as
+    parsed), ``None``, the named-rules form (dict, ``DictConfig``,
+    :class:`~hydra_init.InitConfig`), mmengine's dict or list of dicts, and
+    :class:`Rule` objects. Knobs are checked on the unresolved config (see
+    :mod:`hydra_init.engine.knobs`).
 
     >>> parsed = parse_config({"rules": {"fc": {"type": "Normal", "std": 0.02, "layer": "Linear"}}})
     >>> [(r.label, r.init.describe()) for r in parsed.rules]
     [('fc', 'Normal(mean=0.0, std=0.02)')]
     """
+    if isinstance(cfg, ParsedConfig):
+        return cfg
+    already = getattr(cfg, "parsed", None)  # hydra_init.Init, without importing the Hydra glue
+    if isinstance(already, ParsedConfig):
+        return already
     if cfg is None:
-        return ParsedConfig()
+        return ParsedConfig(key=key)
     if isinstance(cfg, Rule):
         cfg = [cfg]
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = OmegaConf.structured(cfg)  # InitConfig: knobs are checked like a DictConfig's
-    # Knobs belong to the named-rules form only; an mmengine dict's `std` is its argument.
-    raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
-    if isinstance(raw, Mapping) and "type" not in raw:
-        check_knobs(cfg, key)
-    plain = _to_plain(cfg)
-    if isinstance(plain, Mapping) and "type" not in plain:
-        return _parse_named(plain, key)
-    single = isinstance(plain, Mapping)
-    if single:
-        plain = [plain]
-    if not isinstance(plain, (list, tuple)):
+        cfg = OmegaConf.structured(cfg)
+    if isinstance(cfg, Mapping) and "type" not in cfg:
+        return _parse_named_node(_as_node(cfg), key)
+    if isinstance(cfg, ListConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=False)
+    return _parse_list(cfg, key)
+
+
+def _as_node(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A ``DictConfig`` of a plain named-rules dict (so ``${...}`` resolves); the dict if it holds objects."""
+    if isinstance(cfg, DictConfig):
+        return cfg
+    try:
+        return OmegaConf.create(dict(cfg))
+    except (ValueError, OmegaConfBaseException):  # Rule objects as rules
+        return cfg
+
+
+def _parse_named_node(node: Mapping[str, Any], key: str) -> ParsedConfig:
+    """The named-rules form: knobs checked (unresolved), then resolved and parsed."""
+    knobs = check_knobs(node, key, knobs_used_by(node))
+    if isinstance(node, DictConfig):
+        plain = OmegaConf.to_container(node, resolve=True, enum_to_str=False)
+    else:
+        plain = {k: OmegaConf.to_container(v, resolve=True, enum_to_str=False) if OmegaConf.is_config(v)
+                 else v for k, v in node.items()}
+    options = {k: plain[k] for k in FIXED_KEYS if k in plain}
+    try:
+        parsed = _parse_named(options, key)
+    except InitConfigError as err:
+        raise _blame_knob(err, options, knobs, key) from None
+    return dataclasses.replace(parsed, knobs=knobs)
+
+
+def _blame_knob(err: InitConfigError, config: Mapping[str, Any], knobs: Mapping[str, Any],
+                key: str) -> InitConfigError:
+    """Name the knob when a rule's bad value came from it (``init.std=-1`` -> ``rules.x.std``)."""
+    prefix = f"{key}.rules."
+    if not err.key.startswith(prefix):
+        return err
+    rule, _, name = err.key[len(prefix):].rpartition(".")
+    found = (config.get("rules") or {}).get(rule) if rule else None
+    value = found.get(name) if isinstance(found, Mapping) else None
+    if name not in knobs or value is None or value != knobs[name]:
+        return err
+    return InitConfigError(
+        err.key, f"{err.problem} (the value of the knob {key}.{name})", valid=err.valid, hint=err.hint
+    )
+
+
+def _parse_list(cfg: Any, key: str) -> ParsedConfig:
+    """mmengine's forms (one dict with ``type``, or a list of dicts) and lists of :class:`Rule`."""
+    single = isinstance(cfg, Mapping)
+    items = [cfg] if single else cfg
+    if not isinstance(items, (list, tuple)):
         raise InitConfigError(
             key, f"expected a dict, a list of dicts or Rules, got {type(cfg).__name__}",
             hint="write {'rules': {'name': {'type': ..., ...}}}",
         )
     rules: list[Rule] = []
     warnings: list[str] = []
-    for i, item in enumerate(plain):
+    for i, item in enumerate(items):
+        if OmegaConf.is_config(item):
+            item = OmegaConf.to_container(item, resolve=True, enum_to_str=False)
         if isinstance(item, Rule):
             rules.append(_given_rule(item, f"{key}[{i}]", item.label or f"{i}"))
         elif isinstance(item, Mapping):
@@ -336,7 +403,7 @@ def parse_config(cfg: Any, key: str = "init") -> ParsedConfig:
             rules.extend(_mmengine_scope(parsed, item, ikey, warnings))
         else:
             raise InitConfigError(f"{key}[{i}]", f"expected a dict or Rule, got {item!r}")
-    return ParsedConfig(rules=_ordered(rules), warnings=warnings)
+    return ParsedConfig(rules=_ordered(rules), warnings=tuple(warnings), key=key)
 
 
 def _mmengine_scope(
@@ -359,12 +426,6 @@ def _mmengine_scope(
 
 
 def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
-    for name in plain:
-        if name not in _TOP_LEVEL:
-            raise InitConfigError(
-                f"{key}.{name}", f"unknown key {name!r}",
-                valid=", ".join(_TOP_LEVEL), hint=did_you_mean(str(name), _TOP_LEVEL),
-            )
     raw_rules = plain.get("rules") or {}
     if not isinstance(raw_rules, Mapping):
         raise InitConfigError(f"{key}.rules", "expected a mapping of rule name -> rule")
@@ -379,7 +440,7 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
             raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
-    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg)
+    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg, key=key)
 
 
 def _given_rule(rule: Rule, key: str, label: str) -> Rule:
@@ -393,5 +454,5 @@ def _given_rule(rule: Rule, key: str, label: str) -> Rule:
     return dataclasses.replace(rule, label=label, key=key)
 
 
-def _ordered(rules: list[Rule]) -> list[Rule]:
-    return [dataclasses.replace(rule, order=i) for i, rule in enumerate(rules)]
+def _ordered(rules: list[Rule]) -> tuple[Rule, ...]:
+    return tuple(dataclasses.replace(rule, order=i) for i, rule in enumerate(rules))

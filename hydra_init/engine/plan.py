@@ -303,10 +303,8 @@ def without_gc(fn: _F) -> _F:
 
 
 @without_gc
-def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") -> Plan:
-    """Resolve a config against ``model`` into a :class:`Plan` without writing anything."""
-    if not isinstance(parsed, ParsedConfig):
-        parsed = parse_config(parsed, key=key)
+def build_plan(model: nn.Module, parsed: ParsedConfig) -> Plan:
+    """Resolve a parsed config against ``model`` into a :class:`Plan` without writing anything."""
     index = ModelIndex(model)
     rules = list(parsed.rules)
     warnings = list(parsed.warnings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..initializers import Initializer
 
@@ -84,6 +85,20 @@ class Rule:
             object.__setattr__(self, attr, as_tuple(getattr(self, attr)))
         if isinstance(self.expr, dict):
             object.__setattr__(self, "expr", tuple(self.expr.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as config data: ``type``, the initializer's arguments, the selectors that are set."""
+        out: dict[str, Any] = {"type": self.init.type_name, **self.init.args()}
+        for name in ("layer", "name", "params", "exclude"):
+            if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        if self.priority:
+            out["priority"] = self.priority
+        if self.optional:
+            out["optional"] = True
+        if self.expr:
+            out["expr"] = dict(self.expr)
+        return out
 
     def rank(self) -> tuple[int, int, int]:
         """Precedence: priority, then nesting depth of the owning module, then order.

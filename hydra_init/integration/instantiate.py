@@ -130,6 +130,6 @@ def _build_and_init(build: Callable[[], nn.Module], initializer: Init, device: A
         return model
     from ..meta import build_and_init
 
-    model, report = build_and_init(build, initializer.config, device=device, key=initializer.key)  # logs
+    model, report = build_and_init(build, initializer.parsed, device=device)  # logs
     write_report(report)
     return model

@@ -88,6 +88,9 @@ class InitConfig:
     """
 
     _target_: str = "hydra_init.Init"
+    # Resolved before ``rules`` (fields resolve in order), so the knob names the rules'
+    # interpolations use survive Hydra's resolution into Init(**kwargs): hydra_init.engine.knobs.
+    _knobs_used_: Any = "${hydra_init.knobs_used:}"
     seed: Optional[int] = None  # noqa: UP045
     rules: dict[str, RuleConfig] = field(default_factory=dict)  # type: ignore[valid-type]
     module_init_cfg: bool = True
@@ -121,5 +124,5 @@ class InitConfig:
 
 KNOBS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(InitConfig)
-) - {"_target_", "seed", "rules", "module_init_cfg"}
+) - {"_target_", "_knobs_used_", "seed", "rules", "module_init_cfg"}
 """Preset-level knobs: values that rules interpolate."""
