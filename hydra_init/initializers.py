@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
-import re
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 
-from .errors import InitConfigError
-from .pretrained.keymap import WRAPPER_PREFIXES, parse_rename
-from .pretrained.policies import DtypeMismatch, MissingKeys, ShapeMismatch, UnexpectedKeys
+from .errors import InitConfigError, did_you_mean
 from .sampling.draws import (
     DiracDraw,
     Draw,
@@ -43,6 +42,7 @@ from .sampling.draws import (
 
 __all__ = [
     "REGISTRY",
+    "Action",
     "BoundUnit",
     "Caffe2Xavier",
     "Constant",
@@ -66,6 +66,7 @@ __all__ = [
     "Zeros",
     "bias_from_prob",
     "fans",
+    "initializer_types",
     "register_initializer",
 ]
 
@@ -144,26 +145,94 @@ def _check(condition: bool, key: str, problem: str, valid: str, hint: str | None
         raise InitConfigError(key, problem, valid=valid, hint=hint)
 
 
-@dataclass
-class Initializer:
-    """Base of all initializer configs.
+@functools.cache
+def _enum_fields(cls: type) -> dict[str, type[enum.Enum]]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        tp = hints[f.name]
+        options = typing.get_args(tp) or (tp,)
+        members = [a for a in options if isinstance(a, type) and issubclass(a, enum.Enum)]
+        if members:
+            out[f.name] = members[0]
+    return out
 
-    Every initializer fills ``bias``-like parameters selected by default with the
-    constant ``bias`` (or with ``-log((1-p)/p)`` when ``bias_prob=p`` is given).
+
+@dataclass
+class Action:
+    """What a rule does to the parameters it wins: draw them (:class:`Initializer`), reset their
+    module (:class:`Default`) or load them from a checkpoint (:class:`~hydra_init.Pretrained`).
+
+    An action holds only its arguments. Enum arguments are normalized when it is built
+    (``Kaiming(mode="fan_in").mode is FanMode.fan_in``); :meth:`validate` refuses invalid ones.
 
     Class attributes:
         type_name: the name used in configs (``type: Kaiming``).
-        needs_fan: whether the weight must be at least 2-D (fan-based initializers).
+        refused_args: arguments other types have that this one refuses, with the reason.
+    """
+
+    type_name: ClassVar[str] = ""
+    refused_args: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for name, kind in _enum_fields(type(self)).items():
+            value = getattr(self, name)
+            if isinstance(value, str) and value in kind._value2member_map_:
+                object.__setattr__(self, name, kind(value))  # an invalid value is validate()'s to refuse
+
+    def validate(self, key: str) -> None:
+        """Check the arguments; ``key`` is the config path used in error messages.
+
+        Runs once, when the config is parsed (Python-built rules included).
+        """
+        for name, kind in _enum_fields(type(self)).items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                valid = [m.value for m in kind]
+                raise InitConfigError(
+                    f"{key}.{name}", f"invalid value {value!r}", valid=", ".join(valid),
+                    hint=did_you_mean(str(value), valid),
+                )
+
+    def args(self) -> dict[str, Any]:
+        """The arguments, for reports (Enums as their values)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, enum.Enum) else value
+        return out
+
+    def describe(self) -> str:
+        """The action in one line, without the bias arguments.
+
+        >>> Kaiming().describe()
+        'Kaiming(a=0.0, mode=fan_out, nonlinearity=relu, distribution=normal)'
+        """
+        inner = ", ".join(
+            f"{k}={v}" for k, v in self.args().items() if k not in ("bias", "bias_prob")
+        )
+        return f"{self.type_name}({inner})"
+
+
+@dataclass
+class Initializer(Action):
+    """Base of the initializers that draw (or compute) each tensor's values.
+
+    Every initializer fills ``bias``-like parameters selected by default with the
+    constant ``bias`` (or with ``-log((1-p)/p)`` when ``bias_prob=p`` is given).
+    :meth:`draw` maps a weight shape to what the weight is filled with.
+
+    Class attributes:
+        min_dims: the fewest dimensions a weight it draws may have (2 for fan-based ones).
     """
 
     bias: float = 0.0
     bias_prob: float | None = None
 
-    type_name: ClassVar[str] = ""
-    needs_fan: ClassVar[bool] = False
+    min_dims: ClassVar[int] = 0
 
     def validate(self, key: str) -> None:
-        """Check ranges; ``key`` is the config path used in error messages."""
+        super().validate(key)
         if self.bias_prob is not None:
             _check(
                 0.0 < self.bias_prob < 1.0,
@@ -180,25 +249,6 @@ class Initializer:
     def draw(self, shape: torch.Size) -> Draw:
         """What a weight of ``shape`` is filled with."""
         raise NotImplementedError
-
-    def args(self) -> dict[str, Any]:
-        """The initializer's arguments, for reports (Enums as their values)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.value if isinstance(value, enum.Enum) else value
-        return out
-
-    def describe(self) -> str:
-        """The weight's initializer in one line, without the bias arguments.
-
-        >>> Kaiming().describe()
-        'Kaiming(a=0.0, mode=fan_out, nonlinearity=relu, distribution=normal)'
-        """
-        inner = ", ".join(
-            f"{k}={v}" for k, v in self.args().items() if k not in ("bias", "bias_prob")
-        )
-        return f"{self.type_name}({inner})"
 
 
 @dataclass
@@ -289,7 +339,7 @@ class TruncNormal(Initializer):
 
     def bounds(self) -> tuple[float, float]:
         """The absolute truncation interval."""
-        if BoundUnit(self.bound_unit) is BoundUnit.std:
+        if self.bound_unit is BoundUnit.std:
             return self.mean + self.a * self.std, self.mean + self.b * self.std
         return float(self.a), float(self.b)
 
@@ -329,9 +379,8 @@ def _variance_scaling_draw(
         FanMode.fan_in: fan_in,
         FanMode.fan_out: fan_out,
         FanMode.fan_avg: (fan_in + fan_out) / 2.0,
-    }[FanMode(mode)]
+    }[mode]
     variance = scale / max(1.0, fan)
-    distribution = Distribution(distribution)
     if distribution is Distribution.normal:
         return NormalDraw(0.0, math.sqrt(variance))
     if distribution is Distribution.uniform:
@@ -357,7 +406,7 @@ class VarianceScaling(Initializer):
     mode: FanMode = FanMode.fan_in
     distribution: Distribution = Distribution.truncated_normal
     type_name: ClassVar[str] = "VarianceScaling"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -381,7 +430,7 @@ class Xavier(Initializer):
     gain: float = 1.0
     distribution: Distribution = Distribution.normal
     type_name: ClassVar[str] = "Xavier"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -407,12 +456,12 @@ class Kaiming(Initializer):
     nonlinearity: Nonlinearity = Nonlinearity.relu
     distribution: Distribution = Distribution.normal
     type_name: ClassVar[str] = "Kaiming"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def validate(self, key: str) -> None:
         super().validate(key)
         _check(
-            FanMode(self.mode) is not FanMode.fan_avg,
+            self.mode is not FanMode.fan_avg,
             f"{key}.mode",
             "Kaiming has no fan_avg mode",
             "fan_in, fan_out",
@@ -420,7 +469,7 @@ class Kaiming(Initializer):
         )
 
     def draw(self, shape: torch.Size) -> Draw:
-        gain = torch.nn.init.calculate_gain(Nonlinearity(self.nonlinearity).value, self.a)
+        gain = torch.nn.init.calculate_gain(self.nonlinearity.value, self.a)
         return _variance_scaling_draw(shape, gain**2, self.mode, self.distribution)
 
 
@@ -436,7 +485,7 @@ class Caffe2Xavier(Initializer):
     """
 
     type_name: ClassVar[str] = "Caffe2Xavier"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def draw(self, shape: torch.Size) -> Draw:
         return _variance_scaling_draw(shape, 1.0, FanMode.fan_in, Distribution.uniform)
@@ -451,7 +500,7 @@ class LecunNormal(Initializer):
     """
 
     type_name: ClassVar[str] = "LecunNormal"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def draw(self, shape: torch.Size) -> Draw:
         return _variance_scaling_draw(
@@ -472,7 +521,7 @@ class Orthogonal(Initializer):
 
     gain: float = 1.0
     type_name: ClassVar[str] = "Orthogonal"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def draw(self, shape: torch.Size) -> Draw:
         return OrthogonalDraw(float(self.gain))
@@ -488,7 +537,7 @@ class Dirac(Initializer):
 
     groups: int = 1
     type_name: ClassVar[str] = "Dirac"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -512,7 +561,7 @@ class Eye(Initializer):
     """
 
     type_name: ClassVar[str] = "Eye"
-    needs_fan: ClassVar[bool] = True
+    min_dims: ClassVar[int] = 2
 
     def draw(self, shape: torch.Size) -> Draw:
         if len(shape) != 2:  # checked while planning, not by torch.nn.init.eye_ mid-write
@@ -521,121 +570,23 @@ class Eye(Initializer):
 
 
 @dataclass
-class Default(Initializer):
+class Default(Action):
     """The module's own ``reset_parameters()`` (PyTorch's default init).
 
     Works per module, not per tensor: every parameter of a module it selects is
     reset. With a seed the reset runs under a generator derived from the seed and
-    the module path, so it is reproducible too.
+    the module path, so it is reproducible too. Its parameters are reported with
+    source ``reset``.
     """
 
     type_name: ClassVar[str] = "Default"
-
-    def draw(self, shape: torch.Size) -> Draw:  # pragma: no cover - executed per module
-        raise TypeError("Default is applied per module by the engine")
-
-
-@dataclass
-class Pretrained(Initializer):
-    """Copy tensors from a checkpoint instead of drawing them.
-
-    Loaded parameters are never overwritten by random rules, whatever the rule
-    order or priority; parameters the checkpoint does not cover are left to the
-    other rules and listed in the report as "initialized (not in checkpoint)".
-    Reading happens while planning, so every problem is raised before the model
-    changes. See ``docs/pretrained.md``.
-
-    Args:
-        checkpoint: a path, ``file://``, ``http(s)://`` (cached under
-            ``$TORCH_HOME/hub``) or a registered scheme such as ``torchvision://``.
-        sha256: expected sha256 of the file (hex, the full digest or a prefix of
-            at least 8 characters), checked whatever the source.
-        state_dict_key: dotted entry holding the weights (``state_dict_ema``);
-            default: the top level, else ``state_dict``, ``model``, ``model_state_dict``.
-        prefix: keep only keys under it, removing it (``backbone.`` from a detector).
-        map_location: device the file is read onto (``cpu``).
-        strip_prefixes: wrapper prefixes removed when every key has them.
-        rename: ``"regex=>replacement"`` strings applied in order (``re.sub``).
-        reinit: path globs of checkpoint-covered parameters the other rules
-            initialize instead (``[head.*]``).
-        missing_keys / unexpected_keys / shape_mismatch / dtype_mismatch: policies,
-            see :mod:`hydra_init.pretrained.policies`.
-
-    >>> Pretrained(checkpoint="detector.pth", prefix="backbone.").describe()
-    "Pretrained(checkpoint='detector.pth', prefix='backbone.')"
-    """
-
-    checkpoint: str = ""
-    sha256: str | None = None
-    state_dict_key: str | None = None
-    prefix: str | None = None
-    map_location: str = "cpu"
-    strip_prefixes: list[str] = field(default_factory=lambda: list(WRAPPER_PREFIXES))
-    rename: list[str] = field(default_factory=list)
-    reinit: list[str] = field(default_factory=list)
-    missing_keys: MissingKeys = MissingKeys.init
-    unexpected_keys: UnexpectedKeys = UnexpectedKeys.ignore
-    shape_mismatch: ShapeMismatch = ShapeMismatch.error
-    dtype_mismatch: DtypeMismatch = DtypeMismatch.convert
-    type_name: ClassVar[str] = "Pretrained"
-
-    def validate(self, key: str) -> None:
-        super().validate(key)
-        _check(
-            bool(self.checkpoint),
-            f"{key}.checkpoint",
-            "Pretrained needs a checkpoint",
-            "a path, file://, http(s):// URL or a registered scheme",
-            "with the pretrained preset, set init.checkpoint=PATH",
-        )
-        _check(
-            self.bias == 0.0 and self.bias_prob is None,
-            f"{key}.bias" if self.bias_prob is None else f"{key}.bias_prob",
-            "Pretrained copies biases from the checkpoint and has no bias value",
-            "no bias/bias_prob on a Pretrained rule",
-            "set bias on the rule that initializes the parameters the checkpoint lacks",
-        )
-        _check(
-            self.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{8,64}", self.sha256) is not None,
-            f"{key}.sha256",
-            f"sha256={self.sha256!r} is not a hex digest",
-            "8 to 64 hex characters (a prefix of the file's sha256)",
-            "compute it with: sha256sum FILE",
-        )
-        try:
-            torch.device(self.map_location)
-        except (RuntimeError, TypeError) as exc:
-            raise InitConfigError(
-                f"{key}.map_location", f"{self.map_location!r} is not a device: {exc}",
-                valid="cpu, cuda, cuda:0, mps, ...",
-            ) from None
-        for name, policy in (("missing_keys", MissingKeys), ("unexpected_keys", UnexpectedKeys),
-                             ("shape_mismatch", ShapeMismatch), ("dtype_mismatch", DtypeMismatch)):
-            value = getattr(self, name)
-            _check(value in [m.value for m in policy], f"{key}.{name}", f"invalid value {value!r}",
-                   ", ".join(m.value for m in policy))
-        for name in ("strip_prefixes", "reinit"):
-            for i, item in enumerate(getattr(self, name)):
-                _check(bool(item), f"{key}.{name}[{i}]", "empty string", "a non-empty string")
-        for i, item in enumerate(self.strip_prefixes):
-            _check(item.endswith("."), f"{key}.strip_prefixes[{i}]", f"{item!r} does not end with '.'",
-                   "module path prefixes such as 'module.'", f"write {item + '.'!r}")
-        parse_rename(self.rename, f"{key}.rename")
-
-    def describe(self) -> str:
-        """The checkpoint and the arguments that differ from their defaults."""
-        defaults = Pretrained()
-        changed = {
-            k: v for k, v in self.args().items()
-            if k not in ("bias", "bias_prob") and (k == "checkpoint" or v != getattr(defaults, k))
-        }
-        return f"Pretrained({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
-    def draw(self, shape: torch.Size) -> Draw:  # pragma: no cover - loaded by the engine
-        raise TypeError("Pretrained is loaded by the engine")
+    refused_args: ClassVar[dict[str, str]] = {
+        "bias": "Default resets biases with the module's own reset_parameters()",
+        "bias_prob": "Default resets biases with the module's own reset_parameters()",
+    }
 
 
-REGISTRY: dict[str, type[Initializer]] = {
+REGISTRY: dict[str, type[Action]] = {
     cls.type_name: cls
     for cls in (
         Constant,
@@ -653,10 +604,19 @@ REGISTRY: dict[str, type[Initializer]] = {
         Dirac,
         Eye,
         Default,
-        Pretrained,
     )
 }
-"""Config ``type`` name -> initializer class. :func:`register_initializer` adds to it."""
+"""Config ``type`` name -> action class. :func:`register_initializer` adds to it; see
+:func:`initializer_types` for a read-only view."""
+
+
+def initializer_types() -> dict[str, type[Action]]:
+    """Every config ``type`` name and its class (a copy: register with :func:`register_initializer`).
+
+    >>> "Kaiming" in initializer_types() and "Pretrained" in initializer_types()
+    True
+    """
+    return dict(REGISTRY)
 
 
 def register_initializer(cls: type[Initializer]) -> type[Initializer]:
@@ -690,3 +650,8 @@ def register_initializer(cls: type[Initializer]) -> type[Initializer]:
         raise ValueError(f"an initializer named {cls.type_name!r} is already registered")
     REGISTRY[cls.type_name] = cls
     return cls
+
+
+from .pretrained.spec import Pretrained  # noqa: E402  (a loading action; it subclasses Action)
+
+REGISTRY[Pretrained.type_name] = Pretrained

@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,18 +51,13 @@ from torch.overrides import TorchFunctionMode
 
 from .api import execute_and_report
 from .engine.parse import parse_config
-from .engine.plan import Plan, build_plan, module_resets, without_gc
+from .engine.plan import RESET_LABEL, build_plan, has_no_storage, without_gc
 from .engine.report import InitReport
-from .engine.rules import Rule
 from .engine.sharding import is_dtensor
-from .errors import InitConfigError
-from .initializers import Default
 from .sampling import derive_key
 
 __all__ = ["RESET_LABEL", "MetaBuildError", "build_and_init", "build_meta", "init_meta", "materialize"]
 
-RESET_LABEL = "reset_parameters (meta build)"
-"""The report's rule label for parameters no rule covers, reset by their module."""
 
 _EMPTY = {torch.empty, torch.empty_strided, torch.empty_permuted}
 # Uninitialized copies of another tensor's layout: of a weight they stay on meta; of a
@@ -189,10 +183,6 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
     return model
 
 
-def _uninitialized(tensor: torch.Tensor) -> bool:
-    return _local(tensor).is_meta
-
-
 @without_gc
 def materialize(model: nn.Module, device: torch.device | str) -> nn.Module:
     """Allocate every ``meta`` tensor on ``device``; tensors with values keep them.
@@ -210,7 +200,7 @@ def materialize(model: nn.Module, device: torch.device | str) -> nn.Module:
             where = places.setdefault(id(tensor), [])
             where.append((module, kind, name))
             sharded = sharded or is_dtensor(tensor)
-            if len(where) == 1 and not _uninitialized(tensor):
+            if len(where) == 1 and not has_no_storage(tensor):
                 kept.append((module, kind, name, _local(tensor).detach()))
     if sharded:  # FSDP2 expects to_empty; then restore the values it dropped
         model.to_empty(device=device)
@@ -236,47 +226,6 @@ def materialize(model: nn.Module, device: torch.device | str) -> nn.Module:
     return model
 
 
-def _adopt_resets(plan: Plan, pending: set[str], key: str) -> None:
-    """Uninitialized parameters no rule writes get their module's reset_parameters(), or an error."""
-    rule = Rule(Default(), label=RESET_LABEL, key=key)
-    adopted = 0
-    for path, entry in plan.entries.items():
-        if entry.source == "default" and path not in pending and not entry.note:
-            entry.note = "values from the module's __init__"
-    for path in pending:
-        entry = plan.entries[path]
-        if entry.source != "default":
-            continue
-        module = entry.ref.module
-        if not callable(getattr(module, "reset_parameters", None)) and not callable(
-            getattr(module, "_reset_parameters", None)
-        ):
-            where = entry.ref.module_path or "<root>"
-            raise InitConfigError(
-                key,
-                f"parameter {path!r} would be uninitialized: no rule covers it and its module "
-                f"{where} ({type(module).__name__}) has no reset_parameters()",
-                hint=f"add a rule for it, e.g. rules: {{{entry.ref.local_name}: {{type: Zeros, "
-                f"name: '{entry.ref.module_path}', params: {entry.ref.local_name}}}}}, "
-                "or build the model eagerly",
-            )
-        plan.entries[path] = dataclasses.replace(entry, source="reset", rule=rule, init=rule.init)
-        adopted += 1
-    if adopted:
-        plan.rules.append(rule)
-        plan.matched[rule.label] = adopted
-        plan.resets = module_resets(plan)  # the engine's own order (children first), as a Default rule
-
-
-def _rebind(plan: Plan) -> None:
-    """Point the plan at the parameter objects that ``to_empty`` put in the modules."""
-    for entry in plan.entries.values():
-        ref = entry.ref
-        current = ref.module._parameters[ref.local_name]
-        if current is not ref.param:
-            entry.ref = dataclasses.replace(ref, param=current)
-
-
 def init_meta(
     model: nn.Module, init_cfg: Any, *, device: torch.device | str, key: str = "init", log: bool = True
 ) -> InitReport:
@@ -287,11 +236,8 @@ def init_meta(
     initialized in place.
     """
     parsed = parse_config(init_cfg, key=key)  # taken as it is when already parsed
-    plan = build_plan(model, parsed)  # validates the config before anything is allocated
-    pending = {path for path, entry in plan.entries.items() if _uninitialized(entry.ref.param)}
-    _adopt_resets(plan, pending, key)  # may raise: nothing allocated yet
+    plan = build_plan(model, parsed, reset_uninitialized=True)  # every check, before any allocation
     materialize(model, device)
-    _rebind(plan)
     return execute_and_report(plan, log=log)
 
 

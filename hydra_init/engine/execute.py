@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import InitConfigError
 from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
-from .plan import Plan, PlanEntry, without_gc
+from .plan import Plan, PlanEntry, has_no_storage, without_gc
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
@@ -97,8 +97,7 @@ def _check_storage(plan: Plan) -> None:
     for entry in plan.entries.values():
         if entry.source in ("default", "lazy"):
             continue
-        param = entry.ref.param
-        if (param.to_local() if is_dtensor(param) else param).is_meta:
+        if has_no_storage(entry.ref.param):
             raise InitConfigError(
                 "", f"parameter {entry.path!r} is on the meta device: it has no storage to initialize",
                 hint="materialize the model first (model.to_empty(device=...)), or build and initialize "

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import InitConfigError, did_you_mean
-from ..initializers import REGISTRY, Initializer, Pretrained
+from ..initializers import REGISTRY, Action, Pretrained
 from .expressions import evaluate, names_in
 from .knobs import FIXED_KEYS, check_knobs, knobs_used_by
 from .rules import SELECTOR_FIELDS, Rule, as_tuple
@@ -132,7 +132,7 @@ def _names(value: Any, key: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _initializer_class(type_name: Any, key: str) -> type[Initializer]:
+def _initializer_class(type_name: Any, key: str) -> type[Action]:
     if not isinstance(type_name, str):
         raise InitConfigError(
             key, "missing initializer type" if type_name is None else f"bad type {type_name!r}",
@@ -147,12 +147,15 @@ def _initializer_class(type_name: Any, key: str) -> type[Initializer]:
     return cls
 
 
-def build_initializer(cls: type[Initializer], args: Mapping[str, Any], key: str) -> Initializer:
+def build_initializer(cls: type[Action], args: Mapping[str, Any], key: str) -> Action:
     """Instantiate and validate an initializer from a mapping of its arguments."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for arg, value in args.items():
+        if arg in cls.refused_args:
+            raise InitConfigError(f"{key}.{arg}", cls.refused_args[arg], valid=", ".join(names),
+                                  hint=f"remove {arg} from this {cls.type_name} rule")
         if arg not in hints or arg not in names:
             raise InitConfigError(
                 f"{key}.{arg}", f"{cls.type_name} has no argument {arg!r}",
@@ -206,7 +209,7 @@ _CAPTURE = re.compile(r"\{(\w+)\}")
 
 
 def _expressions(
-    raw: Any, cls: type[Initializer], names: tuple[str, ...], key: str
+    raw: Any, cls: type[Action], names: tuple[str, ...], key: str
 ) -> tuple[tuple[str, str], ...]:
     """Validate ``expr``: known arguments, parseable text, names captured by ``name``."""
     if raw is None:
@@ -248,8 +251,8 @@ def _constant(text: str, key: str) -> float:
 
 
 def specialize(
-    init: Initializer, expr: tuple[tuple[str, str], ...], captures: Mapping[str, Any], key: str
-) -> Initializer:
+    init: Action, expr: tuple[tuple[str, str], ...], captures: Mapping[str, Any], key: str
+) -> Action:
     """The initializer with its ``expr`` arguments computed from one module's captures."""
     values = dict(init.args())
     where = ", ".join(f"{k}={v}" for k, v in captures.items())
@@ -445,7 +448,7 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
 
 def _given_rule(rule: Rule, key: str, label: str) -> Rule:
     """A :class:`Rule` built in Python, validated like a config mapping."""
-    if not isinstance(rule.init, Initializer):
+    if not isinstance(rule.init, Action):
         raise InitConfigError(
             f"{key}.init", f"expected an initializer, got {rule.init!r}",
             valid=", ".join(REGISTRY), hint="e.g. Rule(Kaiming(mode='fan_in'), layer='Conv2d')",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import InitConfigError, closest, did_you_mean
-from ..initializers import Default, Initializer, Pretrained
+from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import Draw, FillDraw
 from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
@@ -36,8 +36,12 @@ from .select import (
     is_known_class,
     torch_class_names,
 )
+from .sharding import is_dtensor
 
-__all__ = ["Plan", "PlanEntry", "build_plan"]
+__all__ = ["RESET_LABEL", "Plan", "PlanEntry", "build_plan", "has_no_storage"]
+
+RESET_LABEL = "reset_parameters (meta build)"
+"""The rule label of parameters a meta build leaves to their module's ``reset_parameters()``."""
 
 WEIGHT, BIAS = "weight", "bias"
 
@@ -54,7 +58,7 @@ class PlanEntry:
     ref: ParamRef
     source: str
     rule: Rule | None = None
-    init: Initializer | None = None  # the rule's initializer, with expr arguments computed
+    init: Action | None = None  # the rule's initializer, with expr arguments computed
     role: str = WEIGHT
     draw: Draw | None = None
     loaded: Any = None  # pretrained: the object describing the tensor to copy
@@ -239,10 +243,10 @@ def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> Non
 # ----------------------------------------------------------------------------- planning
 def _check_shape(rule: Rule, init: Initializer, ref: ParamRef) -> Draw:
     shape = ref.param.shape
-    if init.needs_fan and len(shape) < 2:
+    if len(shape) < init.min_dims:
         raise InitConfigError(
             f"{rule.key}.type",
-            f"{init.type_name} needs a weight with at least 2 dims, but {ref.path} has "
+            f"{init.type_name} needs a weight with at least {init.min_dims} dims, but {ref.path} has "
             f"shape {tuple(shape)}",
             hint="use Constant/Ones for norm scales, or narrow the rule with layer/params "
             f"(e.g. exclude {ref.module.__class__.__name__})",
@@ -303,8 +307,14 @@ def without_gc(fn: _F) -> _F:
 
 
 @without_gc
-def build_plan(model: nn.Module, parsed: ParsedConfig) -> Plan:
-    """Resolve a parsed config against ``model`` into a :class:`Plan` without writing anything."""
+def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: bool = False) -> Plan:
+    """Resolve a parsed config against ``model`` into a complete :class:`Plan`, writing nothing.
+
+    With ``reset_uninitialized`` (a meta-device build, :mod:`hydra_init.meta`), a
+    parameter without storage that no rule covers is planned for its module's
+    ``reset_parameters()`` under the rule :data:`RESET_LABEL`; one whose module has
+    none is an error, raised here like every other.
+    """
     index = ModelIndex(model)
     rules = list(parsed.rules)
     warnings = list(parsed.warnings)
@@ -361,6 +371,8 @@ def build_plan(model: nn.Module, parsed: ParsedConfig) -> Plan:
             if current is None or rank > current[0]:
                 best[ref.path] = (rank, rule, role, captures.get(ref.module_path, {}))
 
+    fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
+    adopted = 0
     for path, ref in index.params.items():
         if _is_lazy(ref.param):
             plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
@@ -369,9 +381,17 @@ def build_plan(model: nn.Module, parsed: ParsedConfig) -> Plan:
         elif path in best:
             _, rule, role, found = best[path]
             plan.entries[path] = _entry_for(ref, rule, role, found)
+        elif fallback is not None and has_no_storage(ref.param):
+            plan.entries[path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init,
+                                           role=ref.local_name)
+            adopted += 1
         else:
-            plan.entries[path] = PlanEntry(ref, "default")
-    plan.resets = module_resets(plan)
+            note = "values from the module's __init__" if fallback is not None else ""
+            plan.entries[path] = PlanEntry(ref, "default", note=note)
+    if adopted:
+        plan.rules.append(fallback)
+        plan.matched[fallback.label] = adopted
+    plan.resets = _module_resets(plan.entries, meta_build=fallback is not None)
     return plan
 
 
@@ -387,30 +407,47 @@ def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> Plan
     return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=_check_shape(rule, init, ref))
 
 
-def module_resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
-    """The modules whose `reset_parameters()` the plan runs, children first (validated)."""
-    out: dict[int, tuple[str, nn.Module, Rule]] = {}
-    for entry in plan.entries.values():
+def _module_resets(entries: dict[str, PlanEntry], *, meta_build: bool) -> list[tuple[str, nn.Module, Rule]]:
+    """The modules whose ``reset_parameters()`` the plan runs, children first (validated).
+
+    ``reset_parameters()`` rewrites every parameter of its module, also those the
+    Default rule did not select (``params: [weight]`` still resets the bias): their
+    entries become ``reset`` entries here, while the plan is built.
+    """
+    owners: dict[int, tuple[str, nn.Module, Rule]] = {}
+    for path, entry in entries.items():
         if entry.source != "reset":
             continue
         module = entry.ref.module
         if not callable(getattr(module, "reset_parameters", None)) and not callable(
             getattr(module, "_reset_parameters", None)
         ):
+            where = entry.ref.module_path or "<root>"
+            if entry.rule.label == RESET_LABEL:
+                raise InitConfigError(
+                    entry.rule.key,
+                    f"parameter {path!r} would be uninitialized: no rule covers it and its module "
+                    f"{where} ({type(module).__name__}) has no reset_parameters()",
+                    hint=f"add a rule for it, e.g. rules: {{{entry.ref.local_name}: {{type: Zeros, "
+                    f"name: '{entry.ref.module_path}', params: {entry.ref.local_name}}}}}, "
+                    "or build the model eagerly",
+                )
             raise InitConfigError(
                 f"{entry.rule.key}.type",
-                f"Default needs reset_parameters() but {entry.ref.module_path or '<root>'} "
-                f"({type(module).__name__}) has none",
+                f"Default needs reset_parameters() but {where} ({type(module).__name__}) has none",
                 hint="pick an explicit initializer for this module, or exclude it",
             )
-        out.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
-    # reset_parameters() rewrites every parameter of its module, also those the Default
-    # rule did not select (params: [weight] still resets the bias): report them as reset.
-    for path, entry in plan.entries.items():
-        owner = out.get(id(entry.ref.module))
+        owners.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
+    for path, entry in entries.items():
+        owner = owners.get(id(entry.ref.module))
         if owner is not None and entry.source == "default":
-            plan.entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
-                                           role=entry.ref.local_name)
+            entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
+                                      role=entry.ref.local_name)
     # Children first, as in an eager build: a parent's reset may set its children's
     # tensors (MultiheadAttention zeroes out_proj.bias), and must have the last word.
-    return sorted(out.values(), key=lambda item: -(item[0].count(".") + 1 if item[0] else 0))
+    return sorted(owners.values(), key=lambda item: -(item[0].count(".") + 1 if item[0] else 0))
+
+
+def has_no_storage(param: torch.Tensor) -> bool:
+    """A ``meta`` tensor (or DTensor with a meta local shard): built without values."""
+    return (param.to_local() if is_dtensor(param) else param).is_meta

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..initializers import Initializer
+from ..initializers import Action
 
 __all__ = ["SELECTOR_FIELDS", "Rule", "as_tuple"]
 
@@ -65,7 +65,7 @@ class Rule:
     A parameter that several rules match is written once, by the winner.
     """
 
-    init: Initializer
+    init: Action
     layer: tuple[str, ...] = ()
     name: tuple[str, ...] = ()
     params: tuple[str, ...] = ()

@@ -130,13 +130,20 @@ def is_known_class(name: str, model_names: Iterable[str]) -> bool:
 
 @dataclass(frozen=True)
 class ParamRef:
-    """One parameter of the model, reached through the module that holds it."""
+    """One parameter of the model, reached through the module that holds it.
+
+    :attr:`param` is looked up in the module each time, so a plan stays valid when
+    the parameter objects are replaced (``to_empty`` after a meta-device build).
+    """
 
     path: str  # canonical full path (first occurrence when shared)
     module_path: str
     local_name: str
     module: nn.Module
-    param: torch.nn.Parameter
+
+    @property
+    def param(self) -> torch.nn.Parameter:
+        return self.module._parameters[self.local_name]
 
 
 class ModelIndex:
@@ -159,7 +166,7 @@ class ModelIndex:
                     continue
                 full = join(module_path, local)
                 path = canonical.setdefault(id(param), full)
-                ref = ParamRef(path, module_path, local, module, param)
+                ref = ParamRef(path, module_path, local, module)
                 refs.append(ref)
                 self.params.setdefault(path, ref)
             self._direct[module_path] = refs

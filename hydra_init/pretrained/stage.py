@@ -424,15 +424,7 @@ def resolve_pretrained(
     config key, the file and the checkpoint keys involved. Model-side problems
     are found before the file is downloaded or read.
     """
-    spec, key = rule.init, rule.key
-    spec.validate(key)  # again: a Pretrained built in Python (Rule(Pretrained(...))) skips the parser
-    try:
-        torch.empty(0, device=spec.map_location)
-    except (RuntimeError, AssertionError) as exc:
-        raise InitConfigError(
-            f"{key}.map_location", f"device {spec.map_location!r} is not available here: {exc}",
-            hint="use map_location: cpu (tensors are moved to each parameter's device when copied)",
-        ) from None
+    spec, key = rule.init, rule.key  # validated when parsed
     targets, all_keys = _targets(rule, index, modules)
     if not targets:
         raise InitConfigError(
