@@ -12,12 +12,12 @@
 
 from . import _moved
 from .api import apply, plan
-from .engine.parse import parse_config
+from .engine.parse import ParsedConfig, parse_config
 from .engine.report import InitReport
 from .engine.rules import Rule
 from .errors import InitConfigError
 from .initializers import (
-    REGISTRY,
+    Action,
     BoundUnit,
     Caffe2Xavier,
     Constant,
@@ -40,10 +40,12 @@ from .initializers import (
     Xavier,
     Zeros,
     bias_from_prob,
+    initializer_types,
     register_initializer,
 )
-from .integration import Init, initialized, instantiate, register
+from .integration import Init, initialized, instantiate, register, register_hydra_plugins
 from .integration.schema import InitConfig, RuleConfig
+from .meta import build_and_init
 from .pretrained import checkpoint_schemes, register_checkpoint_scheme
 
 _moved.install()
@@ -51,7 +53,7 @@ _moved.install()
 __version__ = "0.1.0"
 
 __all__ = [
-    "REGISTRY",
+    "Action",
     "BoundUnit",
     "Caffe2Xavier",
     "Constant",
@@ -71,6 +73,7 @@ __all__ = [
     "Normal",
     "Ones",
     "Orthogonal",
+    "ParsedConfig",
     "Pretrained",
     "Rule",
     "RuleConfig",
@@ -81,12 +84,15 @@ __all__ = [
     "Zeros",
     "apply",
     "bias_from_prob",
+    "build_and_init",
     "checkpoint_schemes",
     "initialized",
+    "initializer_types",
     "instantiate",
     "parse_config",
     "plan",
     "register",
     "register_checkpoint_scheme",
+    "register_hydra_plugins",
     "register_initializer",
 ]

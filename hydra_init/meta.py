@@ -56,7 +56,9 @@ from .engine.report import InitReport
 from .engine.sharding import is_dtensor
 from .sampling import derive_key
 
-__all__ = ["RESET_LABEL", "MetaBuildError", "build_and_init", "build_meta", "init_meta", "materialize"]
+__all__ = [
+    "RESET_LABEL", "MetaBuildError", "allocate", "build_and_init", "build_meta", "init_meta", "materialize",
+]
 
 
 _EMPTY = {torch.empty, torch.empty_strided, torch.empty_permuted}
@@ -184,7 +186,7 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
 
 
 @without_gc
-def materialize(model: nn.Module, device: torch.device | str) -> nn.Module:
+def allocate(model: nn.Module, device: torch.device | str) -> nn.Module:
     """Allocate every ``meta`` tensor on ``device``; tensors with values keep them.
 
     Like ``Module.to_empty`` but it keeps values, re-ties shared tensors (tied
@@ -237,7 +239,7 @@ def init_meta(
     """
     parsed = parse_config(init_cfg, key=key)  # taken as it is when already parsed
     plan = build_plan(model, parsed, reset_uninitialized=True)  # every check, before any allocation
-    materialize(model, device)
+    allocate(model, device)
     return execute_and_report(plan, log=log)
 
 
@@ -270,3 +272,5 @@ def build_and_init(
     return model, report
 
 
+materialize = allocate
+"""The 0.1 name of :func:`allocate` (kept as an alias)."""

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import hydra_init
-from hydra_init.meta import RESET_LABEL, MetaBuildError, build_and_init, build_meta, materialize
+from hydra_init.meta import RESET_LABEL, MetaBuildError, build_and_init, build_meta
+from hydra_init.meta import allocate as materialize
 
 
 class Sinusoidal(nn.Module):

@@ -19,6 +19,7 @@ _EXPORTS = {
     "write_report": ".job",
     "conf_dir": ".search_path",
     "register": ".search_path",
+    "register_hydra_plugins": ".search_path",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,16 +1,18 @@
-"""``hydra_init.register()``: make the ``init`` group visible when Hydra did not discover our plugin.
+"""``hydra_init.register_hydra_plugins()`` (alias ``register``): the ``init`` group, by hand.
+
+For when Hydra did not discover our plugin.
 
 Hydra finds plugins by scanning the ``hydra_plugins`` namespace package. Wheels
 and setuptools' *strict* editable installs put ``hydra_plugins/hydra_init_searchpath``
 on ``sys.path`` where the scan sees it. setuptools' default (PEP 660) editable
 install maps packages through an import hook the scan cannot walk, so the
 plugin, and with it the ``init`` group, stays invisible (Hydra issue 2359). In
-that case call :func:`register` before ``@hydra.main`` runs::
+that case call :func:`register_hydra_plugins` before ``@hydra.main`` runs::
 
     import hydra
     import hydra_init
 
-    hydra_init.register()
+    hydra_init.register_hydra_plugins()
 
     @hydra.main(version_base=None, config_path="conf", config_name="config")
     def main(cfg): ...
@@ -21,17 +23,17 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-__all__ = ["conf_dir", "register"]
+__all__ = ["conf_dir", "register", "register_hydra_plugins"]
 
 
-def register() -> None:
+def register_hydra_plugins() -> None:
     """Register hydra_init's Hydra plugins (presets search path, schema source) by hand.
 
     Idempotent, and harmless when Hydra has discovered the plugins already.
     Call it at import time of the app, before ``@hydra.main`` or
     ``hydra.initialize`` composes a config.
 
-    >>> register()
+    >>> register_hydra_plugins()
     >>> from hydra.core.plugins import Plugins
     >>> from hydra.plugins.search_path_plugin import SearchPathPlugin
     >>> any(p.__name__ == "HydraInitSearchPathPlugin" for p in Plugins.instance().discover(SearchPathPlugin))
@@ -44,6 +46,10 @@ def register() -> None:
     schema_source = importlib.import_module("hydra_plugins.hydra_init_searchpath.schema_source")
     plugins.register(searchpath.HydraInitSearchPathPlugin)
     plugins.register(schema_source.HydraInitSchemaSource)
+
+
+register = register_hydra_plugins
+"""The 0.1 name of :func:`register_hydra_plugins`."""
 
 
 def conf_dir() -> Path | None:
