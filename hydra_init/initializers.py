@@ -233,6 +233,13 @@ class Initializer(Action):
 
     def validate(self, key: str) -> None:
         super().validate(key)
+        _check(
+            self.bias_prob is None or self.bias == 0.0,
+            f"{key}.bias_prob",
+            f"both bias={self.bias} and bias_prob={self.bias_prob} are set; they decide the same value",
+            "one of bias (the constant) or bias_prob (bias = -log((1-p)/p))",
+            "remove one of them",
+        )
         if self.bias_prob is not None:
             _check(
                 0.0 < self.bias_prob < 1.0,
@@ -259,7 +266,7 @@ class Constant(Initializer):
     FillDraw(value=1.0)
     """
 
-    val: float = field(default=0.0)
+    val: float = field(kw_only=True)  # required: a Constant without a value is a typo, not a zero
     type_name: ClassVar[str] = "Constant"
 
     def draw(self, shape: torch.Size) -> Draw:

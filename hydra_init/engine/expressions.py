@@ -54,12 +54,36 @@ _BINARY = {
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
+MAX_LENGTH = 1000
+"""The longest expression accepted (a formula, not a program)."""
+
+MAX_DEPTH = 50
+"""The deepest nesting accepted; deeper expressions are refused, never a ``RecursionError``."""
+
+
 @functools.lru_cache(maxsize=512)
 def _parse(text: str) -> ast.Expression:
+    if len(text) > MAX_LENGTH:
+        raise _Refused(f"the expression is {len(text)} characters long; at most {MAX_LENGTH}")
     try:
-        return ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"cannot parse {text!r}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise _Refused(f"the expression is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise _Refused(f"the expression is nested too deeply (at most {MAX_DEPTH} levels)")
+    return tree
+
+
+def _depth(node: ast.AST) -> int:
+    """Nesting depth, without recursion (so any tree the parser built can be measured)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(current))
+    return deepest
 
 
 def names_in(text: str) -> set[str]:
@@ -87,8 +111,20 @@ class _Refused(ValueError):
 
 
 def evaluate(text: str, variables: Mapping[str, float | int]) -> float:
-    """Evaluate an arithmetic expression with the given variables."""
-    return float(_eval(_parse(text).body, variables))
+    """Evaluate an arithmetic expression with the given variables; the result must be finite.
+
+    >>> evaluate("1e200 * 1e200", {})
+    Traceback (most recent call last):
+    ...
+    ValueError: the result inf is not a finite number
+    """
+    try:
+        value = float(_eval(_parse(text).body, variables))
+    except OverflowError:
+        raise ValueError("the result overflows a float") from None
+    if not math.isfinite(value):
+        raise ValueError(f"the result {value} is not a finite number")
+    return value
 
 
 def _eval(node: ast.AST, variables: Mapping[str, float | int]) -> float:

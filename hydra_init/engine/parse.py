@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from ..initializers import REGISTRY, Action, Pretrained
 from .expressions import evaluate, names_in
 from .knobs import FIXED_KEYS, check_knobs, knobs_used_by
 from .rules import SELECTOR_FIELDS, Rule, as_tuple
+from .select import check_glob
 
 __all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "specialize"]
 
@@ -96,7 +98,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         )
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            raise InitConfigError(key, f"{value!r} is not a finite number", valid="a finite float",
+                                  hint="write the number itself (1e-3, 0.02); nan and inf are never an init")
         raise InitConfigError(key, f"expected a number, got {value!r}", valid="a float")
     if tp is int:
         if isinstance(value, float) and value.is_integer():
@@ -122,13 +131,34 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _names(value: Any, key: str) -> tuple[str, ...]:
+def _names(value: Any, key: str, *, globs: bool = False) -> tuple[str, ...]:
+    """A selector's names: ``None`` (not set), a string, or a non-empty list of strings.
+
+    An empty list is refused: it would read as "no restriction" and widen the rule.
+    With ``globs``, each name must be a valid glob.
+    """
     items = as_tuple(value) if value is None or isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise InitConfigError(key, f"expected a name or a list of names, got {value!r}")
+    if value is not None and not items:
+        raise InitConfigError(
+            key, "an empty list selects nothing, and would otherwise be read as 'everything'",
+            valid="a name or a non-empty list of names",
+            hint=f"remove {key.rpartition('.')[2]} to select without it, "
+            "or set enabled: false to drop the rule",
+        )
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item:
             raise InitConfigError(f"{key}[{i}]", f"expected a non-empty string, got {item!r}")
+        if globs:
+            try:
+                check_glob(item)
+            except ValueError as exc:
+                raise InitConfigError(
+                    f"{key}[{i}]", f"{item!r} is not a valid glob: {exc}",
+                    valid="* (any characters), ? (one), [abc] / [a-z] / [!a-z] (one of), "
+                    "{name} (a captured segment)",
+                ) from None
     return tuple(items)
 
 
@@ -162,19 +192,26 @@ def build_initializer(cls: type[Action], args: Mapping[str, Any], key: str) -> A
                 valid=", ".join(names), hint=did_you_mean(arg, names),
             )
         kwargs[arg] = _coerce(value, hints[arg], f"{key}.{arg}")
-    try:
-        init = cls(**kwargs)
-    except TypeError as exc:  # a required argument is missing
-        raise InitConfigError(key, f"{cls.type_name}: {exc}", valid=", ".join(names)) from None
+    missing = sorted(_required(cls) - set(kwargs))
+    if missing:
+        raise InitConfigError(
+            f"{key}.{missing[0]}", f"{cls.type_name} needs {missing[0]!r}", valid=", ".join(names),
+            hint=f"e.g. {missing[0]}: 1.0" if cls.type_name == "Constant" else None,
+        )
+    init = cls(**kwargs)
     init.validate(key)
     return init
 
 
 # ----------------------------------------------------------------------------- rules
-def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
+MAX_OVERRIDE_DEPTH = 8
+"""How deeply mmengine ``override`` dicts may nest."""
+
+
+def parse_rule(raw: Mapping[str, Any], key: str, label: str, depth: int = 0) -> list[Rule]:
     """One config mapping -> its rule, followed by the rules of its mmengine ``override``."""
     raw = {k: v for k, v in raw.items() if v is not None}
-    if not raw.get("enabled", True):
+    if not _coerce(raw.get("enabled", True), bool, f"{key}.enabled"):
         return []
     cls = _initializer_class(raw.get("type"), f"{key}.type")
     init_args = {k: v for k, v in raw.items() if k not in SELECTOR_FIELDS and k != "type"}
@@ -185,24 +222,26 @@ def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
             f"{key}.{unknown[0]}", f"unknown rule key {unknown[0]!r}",
             valid=", ".join(valid), hint=did_you_mean(unknown[0], valid),
         )
-    names = _names(raw.get("name"), f"{key}.name")
+    names = _names(raw.get("name"), f"{key}.name", globs=True)
     expr = _expressions(raw.get("expr"), cls, names, f"{key}.expr")
     constant = {arg: _constant(text, f"{key}.expr.{arg}") for arg, text in expr if not names_in(text)}
-    init = build_initializer(cls, {**init_args, **constant}, key)
     per_module = tuple((arg, text) for arg, text in expr if arg not in constant)
+    # a required argument computed per module gets a stand-in here; specialize() computes it
+    stand_ins = {arg: 0.0 for arg, _ in per_module if arg not in init_args and arg in _required(cls)}
+    init = build_initializer(cls, {**init_args, **constant, **stand_ins}, key)
     rule = Rule(
         init=init,
         expr=per_module,
         layer=_names(raw.get("layer"), f"{key}.layer"),
         name=names,
-        params=_names(raw.get("params"), f"{key}.params"),
-        exclude=_names(raw.get("exclude"), f"{key}.exclude"),
+        params=_names(raw.get("params"), f"{key}.params", globs=True),
+        exclude=_names(raw.get("exclude"), f"{key}.exclude", globs=True),
         priority=_coerce(raw.get("priority", 0), int, f"{key}.priority"),
         optional=_coerce(raw.get("optional", False), bool, f"{key}.optional"),
         label=label,
         key=key,
     )
-    return [rule, *_override_rules(raw.get("override"), rule, init_args, cls, key)]
+    return [rule, *_override_rules(raw.get("override"), rule, init_args, cls, key, depth)]
 
 
 _CAPTURE = re.compile(r"\{(\w+)\}")
@@ -267,12 +306,20 @@ def specialize(
         raise InitConfigError(f"{key}.expr", f"at {where}: {exc.problem}", valid=exc.valid) from None
 
 
+def _required(cls: type[Action]) -> set[str]:
+    """Arguments without a default (``Constant.val``)."""
+    return {
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+
 def _all_init_args() -> set[str]:
     return {f.name for c in REGISTRY.values() for f in dataclasses.fields(c)}
 
 
 def _override_rules(
-    override: Any, parent: Rule, parent_args: Mapping[str, Any], parent_cls: type, key: str
+    override: Any, parent: Rule, parent_args: Mapping[str, Any], parent_cls: type, key: str, depth: int
 ) -> list[Rule]:
     """mmengine ``override``: nested rules for named sub-modules of the owner.
 
@@ -282,6 +329,10 @@ def _override_rules(
     """
     if override is None:
         return []
+    if depth >= MAX_OVERRIDE_DEPTH:
+        raise InitConfigError(f"{key}.override",
+                              f"overrides nest more than {MAX_OVERRIDE_DEPTH} levels deep",
+                              hint="flatten them: each override can name any sub-module path (a.b.c)")
     items = [override] if isinstance(override, Mapping) else override
     if not isinstance(items, (list, tuple)):
         raise InitConfigError(f"{key}.override", "expected a dict or a list of dicts")
@@ -306,7 +357,7 @@ def _override_rules(
         # Same priority as the parent and a later order, so the override wins over it.
         item.setdefault("priority", parent.priority)
         label = f"{parent.label}.override[{item['name']}]"
-        out.extend(parse_rule(item, okey, label))
+        out.extend(parse_rule(item, okey, label, depth + 1))
     return out
 
 
@@ -348,7 +399,7 @@ def _as_node(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
         return cfg
     try:
         return OmegaConf.create(dict(cfg))
-    except (ValueError, OmegaConfBaseException):  # Rule objects as rules
+    except (ValueError, RecursionError, OmegaConfBaseException):  # Rule objects; too deep: parse refuses
         return cfg
 
 

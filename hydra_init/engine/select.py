@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ModelIndex", "ParamRef", "glob_captures", "glob_match", "join", "torch_class_names"]
+__all__ = ["ModelIndex", "ParamRef", "check_glob", "glob_captures", "glob_match", "join", "torch_class_names"]
 
 
 def join(prefix: str, name: str) -> str:
@@ -29,29 +29,94 @@ def join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix and name else prefix or name
 
 
-@functools.lru_cache(maxsize=4096)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """fnmatch syntax plus ``{name}`` captures of one path segment."""
+def _chunk_regex(chunk: str) -> str:
+    """The regex of a glob piece without ``*``: ``?``, ``[...]`` classes, ``{name}`` captures, literals."""
     out, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        close = pattern.find("}", i)
-        if char == "*":
-            out.append(".*")
-        elif char == "?":
+    while i < len(chunk):
+        char = chunk[i]
+        close = chunk.find("}", i)
+        if char == "?":
             out.append(".")
-        elif char == "[" and "]" in pattern[i + 1 :]:
-            end = pattern.index("]", i + 1)
-            body = pattern[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+        elif char == "[":
+            end = chunk.find("]", i + 2)
+            if end < 0:
+                raise ValueError(f"'[' at position {i} is never closed")
+            body = chunk[i + 1 : end]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            for lo, hi in re.findall(r"(.)-(.)", body):
+                if lo > hi:
+                    raise ValueError(f"the range [{lo}-{hi}] is empty (write [{hi}-{lo}])")
+            escaped = "".join("\\" + c if c in "\\^[]" else c for c in body)
+            out.append("[" + ("^" if negate else "") + escaped + "]")
             i = end
-        elif char == "{" and close > i and pattern[i + 1 : close].isidentifier():
-            out.append(f"(?P<{pattern[i + 1 : close]}>[^.]+)")
+        elif char == "{" and close > i and chunk[i + 1 : close].isidentifier():
+            out.append(f"(?P<{chunk[i + 1 : close]}>[^.]+)")
             i = close
         else:
             out.append(re.escape(char))
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return "".join(out)
+
+
+class _Glob:
+    """A compiled glob, matched in linear time.
+
+    The pattern is cut at its ``*`` into pieces without stars. The first piece must
+    match at the start, the last at the end, and each middle piece is found at its
+    leftmost position after the previous one: no backtracking over the stars, so
+    ``*a*a*a*a*b`` against a long path costs a few searches, not an exponential blow-up.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        pieces = re.split(r"\*+", pattern)
+        try:
+            self.pieces = [re.compile(_chunk_regex(p), re.DOTALL) for p in pieces]
+        except re.error as exc:
+            raise ValueError(str(exc)) from None
+        names = [n for p in self.pieces for n in p.groupindex]
+        if len(names) != len(set(names)):
+            raise ValueError("a {name} capture appears twice")
+        last = "(?:" + _chunk_regex(pieces[-1]) + r")\Z"
+        self.tail = re.compile(last, re.DOTALL) if len(pieces) > 1 else None
+
+    def match(self, path: str) -> dict[str, str] | None:
+        pieces = self.pieces
+        if len(pieces) == 1:
+            found = pieces[0].fullmatch(path)
+            return None if found is None else found.groupdict()
+        first = pieces[0].match(path)
+        if first is None:
+            return None
+        captures = dict(first.groupdict())
+        pos = first.end()
+        for piece in pieces[1:-1]:
+            found = piece.search(path, pos)
+            if found is None:
+                return None
+            captures.update(found.groupdict())
+            pos = found.end()
+        last = self.tail.search(path, pos)
+        if last is None:
+            return None
+        captures.update(last.groupdict())
+        return captures
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> _Glob:
+    return _Glob(pattern)
+
+
+def check_glob(pattern: str) -> None:
+    """Raise ``ValueError`` naming the problem when ``pattern`` is not a valid glob.
+
+    >>> check_glob("blocks.[z-a].attn")
+    Traceback (most recent call last):
+    ...
+    ValueError: the range [z-a] is empty (write [a-z])
+    """
+    _compiled(pattern)
 
 
 def glob_captures(path: str, pattern: str) -> dict[str, int | str] | None:
@@ -64,10 +129,10 @@ def glob_captures(path: str, pattern: str) -> dict[str, int | str] | None:
     >>> glob_captures("head", "layers.{layer_id}.*") is None
     True
     """
-    found = _glob_regex(pattern).fullmatch(path)
+    found = _compiled(pattern).match(path)
     if found is None:
         return None
-    return {k: int(v) if v.isdigit() else v for k, v in found.groupdict().items()}
+    return {k: int(v) if v.isdigit() else v for k, v in found.items()}
 
 
 def glob_match(path: str, pattern: str) -> bool:
@@ -76,7 +141,7 @@ def glob_match(path: str, pattern: str) -> bool:
     >>> glob_match("blocks.3.attn.proj", "*.attn.proj")
     True
     """
-    return _glob_regex(pattern).fullmatch(path) is not None
+    return _compiled(pattern).match(path) is not None
 
 
 @functools.cache
