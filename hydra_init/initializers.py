@@ -253,9 +253,11 @@ class Normal(Initializer):
 
     def validate(self, key: str) -> None:
         super().validate(key)
-        _check(self.std > 0, f"{key}.std", f"std={self.std} is not positive", "std > 0")
+        _check(self.std >= 0, f"{key}.std", f"std={self.std} is negative", "std >= 0")
 
     def draw(self, shape: torch.Size) -> Draw:
+        if self.std == 0:  # degenerate, as in torch and mmengine: every value is the mean
+            return FillDraw(float(self.mean))
         return NormalDraw(float(self.mean), float(self.std))
 
 
@@ -315,9 +317,11 @@ class Uniform(Initializer):
 
     def validate(self, key: str) -> None:
         super().validate(key)
-        _check(self.a < self.b, f"{key}.a", f"a={self.a} is not below b={self.b}", "a < b")
+        _check(self.a <= self.b, f"{key}.a", f"a={self.a} is above b={self.b}", "a <= b")
 
     def draw(self, shape: torch.Size) -> Draw:
+        if self.a == self.b:  # degenerate, as in torch and mmengine: every value is a
+            return FillDraw(float(self.a))
         return UniformDraw(float(self.a), float(self.b))
 
 
@@ -533,6 +537,21 @@ class Default(Initializer):
 
     def draw(self, shape: torch.Size) -> Draw:  # pragma: no cover - executed per module
         raise TypeError("Default is applied per module by the engine")
+
+    # Per-module hooks; subclasses (hydra_init.compat's registered classes) run something else.
+    def can_reset(self, module: torch.nn.Module) -> bool:
+        """Whether :meth:`reset` can run on ``module`` (checked while planning)."""
+        return callable(getattr(module, "reset_parameters", None)) or callable(
+            getattr(module, "_reset_parameters", None)
+        )
+
+    def reset(self, module: torch.nn.Module) -> None:
+        """Write ``module``'s parameters: its own ``reset_parameters()``."""
+        (getattr(module, "reset_parameters", None) or module._reset_parameters)()
+
+    def reset_description(self, module: torch.nn.Module) -> str:
+        """The report's initializer text for a module this rule resets."""
+        return f"{type(module).__name__}.reset_parameters()"
 
 
 @dataclass

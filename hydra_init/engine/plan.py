@@ -316,6 +316,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
     best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
     plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings)
     loaded: dict[str, Any] = {}
+    selected_by: dict[str, list[str]] = {}
     for rule in rules:
         modules, dead_globs, captures = _matched_modules(rule, index)
         if isinstance(rule.init, Pretrained):
@@ -335,6 +336,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             continue
         selected = _selected_params(rule, index, modules)
         plan.matched[rule.label] = len(selected)
+        selected_by[rule.label] = [ref.path for ref, _ in selected]
         if not selected:
             _no_match_problem(rule, index, modules, dead_globs)
             wanted = f"params {list(rule.params)}" if rule.params else "weight/bias"
@@ -363,6 +365,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             if current is None or rank > current[0]:
                 best[ref.path] = (rank, rule, role, captures.get(ref.module_path, {}))
 
+    plan.warnings.extend(shadowed_rule_warnings(selected_by, loaded))
     for path, ref in index.params.items():
         if _is_lazy(ref.param):
             plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
@@ -375,6 +378,20 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             plan.entries[path] = PlanEntry(ref, "default")
     plan.resets = module_resets(plan)
     return plan
+
+
+def shadowed_rule_warnings(selected_by: dict[str, list[str]], loaded: dict[str, Any]) -> list[str]:
+    """Rules that can never win: a checkpoint covers every parameter they select."""
+    out = []
+    for label, paths in selected_by.items():
+        if paths and all(p in loaded for p in paths):
+            sources = sorted({loaded[p].rule.label for p in paths})
+            out.append(
+                f"rule {label!r} never writes: the checkpoint of rule {', '.join(map(repr, sources))} "
+                f"covers all {len(paths)} parameter(s) it selects, and loaded tensors win; list them "
+                "in that rule's reinit to initialize them instead, or remove the rule"
+            )
+    return out
 
 
 def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> PlanEntry:
@@ -396,9 +413,7 @@ def module_resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
         if entry.source != "reset":
             continue
         module = entry.ref.module
-        if not callable(getattr(module, "reset_parameters", None)) and not callable(
-            getattr(module, "_reset_parameters", None)
-        ):
+        if not entry.init.can_reset(module):
             raise InitConfigError(
                 f"{entry.rule.key}.type",
                 f"Default needs reset_parameters() but {entry.ref.module_path or '<root>'} "
