@@ -284,7 +284,7 @@ def _override_rules(
             )
         item = dict(item)
         if set(item) == {"name"}:
-            item.update(type=parent_cls.type_name, **parent_args)
+            item.update(type=parent_cls, **parent_args)  # the class: it may be unregistered
         elif "type" not in item:
             raise InitConfigError(
                 okey, "an override with arguments needs its own 'type'",
