@@ -353,7 +353,7 @@ class InitRegistry:
         """The class registered as ``key`` (a class is returned as is)."""
         if isinstance(key, type):
             return key
-        return self._classes.get(key) or self._classes.get(f"{key}Init")
+        return self._classes.get(key) or self._classes.get(key.removesuffix("Init"))
 
     def build(self, cfg: Mapping[str, Any]) -> Any:
         """An instance from ``dict(type=..., **args)``."""

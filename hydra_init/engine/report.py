@@ -115,7 +115,7 @@ class InitReport:
             if entry.path in written_by:
                 records.append(ParamRecord(entry.path, shape, dtype, "custom", None,
                                            written_by[entry.path],
-                                           "" if entry.source == "default" else f"overwrote {init}"))
+                                           "" if label is None else f"overwrote rule {label!r} ({init})"))
                 continue
             records.append(
                 ParamRecord(entry.path, shape, dtype, entry.source, label, init, detail)
