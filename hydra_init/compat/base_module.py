@@ -75,7 +75,8 @@ def initialize(module: nn.Module, init_cfg: dict | list[dict]) -> InitReport:
             "init_cfg", f"expected a dict or a list of dicts, got {type(init_cfg).__name__}",
             hint="e.g. dict(type='Kaiming', layer='Conv2d')",
         )
-    cfg = [mmengine_dict(c) for c in init_cfg] if isinstance(init_cfg, list) else mmengine_dict(init_cfg)
+    cfg = [mmengine_dict(c, module) for c in init_cfg] if isinstance(init_cfg, list) else mmengine_dict(
+        init_cfg, module)
     with mmengine_errors():
         return apply(module, copy.deepcopy(cfg), key="init_cfg", module_init_cfg=False, log=False)
 
@@ -85,16 +86,20 @@ def _is_pretrained(kind: Any) -> bool:
     return name in ("Pretrained", "PretrainedInit")
 
 
-def mmengine_dict(cfg: Any) -> Any:
+def mmengine_dict(cfg: Any, owner: nn.Module | None = None) -> Any:
     """mmengine's reading of one dict: a ``Pretrained`` dict's ``override`` applies after loading.
 
-    The engine keeps loaded tensors over every rule, so the override's modules
-    become ``reinit`` globs of the Pretrained rule (loaded, then overridden, as
-    in mmengine; each tensor still written once).
+    The engine keeps loaded tensors over every rule, so the parameters of the
+    override's modules become ``reinit`` paths of the Pretrained rule (loaded,
+    then overridden, as in mmengine; each tensor still written once; their
+    buffers are still loaded). ``owner`` is the module the dict initializes.
 
-    >>> mmengine_dict(dict(type="Pretrained", checkpoint="a.pth", override=dict(type="Zeros", name="head")))
-    {'type': 'Pretrained', 'checkpoint': 'a.pth', 'override': {'type': 'Zeros', 'name': 'head'}, \
-'reinit': ['head.*']}
+    >>> head = nn.Module()
+    >>> head.fc = nn.Linear(2, 2)
+    >>> owner = nn.ModuleDict({"head": head})
+    >>> mmengine_dict(dict(type="Pretrained", checkpoint="a.pth",
+    ...                    override=dict(type="Zeros", name="head")), owner)["reinit"]
+    ['head.fc.weight', 'head.fc.bias']
     """
     if not isinstance(cfg, Mapping) or cfg.get("override") is None or not _is_pretrained(cfg.get("type")):
         return cfg
@@ -103,7 +108,14 @@ def mmengine_dict(cfg: Any) -> Any:
              if isinstance(o, Mapping) and isinstance(o.get("name"), str) and set(o) != {"name"}]
     if not names:
         return cfg
-    return {**cfg, "reinit": [*(cfg.get("reinit") or []), *(f"{n}.*" for n in names)]}
+    paths = []
+    for name in names:
+        target = getattr(owner, name, None) if owner is not None else None
+        if isinstance(target, nn.Module):
+            paths.extend(f"{name}.{p}" for p, _ in target.named_parameters())
+        else:  # no such attribute: the engine's error for the override names it
+            paths.append(f"{name}.*")
+    return {**cfg, "reinit": [*(cfg.get("reinit") or []), *paths]}
 
 
 # ----------------------------------------------------------------------------- one init_weights() pass
@@ -175,7 +187,7 @@ def _mmengine_init_cfgs(root: nn.Module) -> Iterator[None]:
     swapped = []
     for module in root.modules():
         cfg = getattr(module, "init_cfg", None)
-        new = [mmengine_dict(c) for c in cfg] if isinstance(cfg, list) else mmengine_dict(cfg)
+        new = [mmengine_dict(c, module) for c in cfg] if isinstance(cfg, list) else mmengine_dict(cfg, module)
         if new is not cfg and new != cfg:
             swapped.append((module, cfg))
             module.init_cfg = new
