@@ -11,17 +11,21 @@ README's migration table), the test shows both behaviours.
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Callable
 
-import mmengine.model as mm_model  # the pinned `bench` extra, part of `dev`
-import mmengine.model.weight_init as mm_init
 import pytest
 import torch
-from mmengine.registry import WEIGHT_INITIALIZERS as MM_REGISTRY
 from torch import nn
 
 import hydra_init.compat as hc
 from hydra_init import InitConfigError
+
+with warnings.catch_warnings():  # mmengine's import scripts functions with torch.jit (deprecated)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import mmengine.model as mm_model  # the pinned `bench` extra, part of `dev`
+    import mmengine.model.weight_init as mm_init
+    from mmengine.registry import WEIGHT_INITIALIZERS as MM_REGISTRY
 
 NAMES = ["BaseModule", "Sequential", "ModuleList", "ModuleDict", "initialize", "constant_init",
          "xavier_init", "normal_init", "uniform_init", "kaiming_init", "trunc_normal_init",
@@ -123,6 +127,10 @@ def test_model_apply_with_an_initializer() -> None:
         (lambda api: api.initialize(nn.Linear(2, 2), dict(type="Xavier", layer="Linear",
                                                           distribution="trunc")), AssertionError),
         (lambda api: api.bias_init_with_prob(0), ZeroDivisionError),
+        (lambda api: api.initialize(FooModule(), dict(type="Kaimin", layer="Conv2d")), KeyError),
+        (lambda api: api.initialize(FooModule(), dict(type="Constant", vall=1, layer="Conv2d")), TypeError),
+        (lambda api: api.initialize(FooModule(), dict(type="Pretrained", checkpoint="/no/such.pth")),
+         FileNotFoundError),
     ],
 )
 def test_exception_types_match_mmengine(api, make, kind) -> None:
@@ -372,3 +380,37 @@ def test_pretrained_model_with_a_custom_new_part(tmp_path) -> None:
 
     state = _same_on_both(scenario)
     assert torch.all(state["linear.linear.bias"] == 2) and torch.all(state["component2.conv2d.bias"] == 6)
+
+
+def test_checkpoint_wins_over_a_descendant_init_weights(tmp_path) -> None:
+    """mmengine loads a Pretrained init_cfg after the descendants' init_weights() (its #691)."""
+
+    def scenario(api):
+        c = _classes(api)
+
+        class Custom(api.BaseModule):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 4)
+                self.extra = nn.Linear(2, 2)
+
+            def init_weights(self):
+                nn.init.constant_(self.fc.weight, -3.0)  # in the checkpoint: loaded again after this
+                nn.init.constant_(self.extra.weight, -4.0)  # not in it: kept
+                nn.init.constant_(self.extra.bias, 0.0)
+
+        source = c.FooModel(MODEL_CFG)
+        source.init_weights()
+        source.custom = nn.Module()
+        source.custom.fc = nn.Linear(3, 4)
+        nn.init.constant_(source.custom.fc.weight, 0.75)
+        nn.init.constant_(source.custom.fc.bias, 0.25)
+        ckpt = tmp_path / f"{api.name}.pth"
+        torch.save(source.state_dict(), ckpt)
+        model = c.FooModel(dict(type="Pretrained", checkpoint=str(ckpt)))
+        model.custom = Custom()
+        model.init_weights()
+        return model
+
+    state = _same_on_both(scenario)
+    assert torch.all(state["custom.fc.weight"] == 0.75) and torch.all(state["custom.extra.weight"] == -4.0)

@@ -271,3 +271,10 @@ def test_seeded_container_init_is_reproducible() -> None:
         model.init_weights()
         weights.append(model[0].weight.detach().clone())
     assert torch.equal(*weights)
+
+
+def test_shared_child_is_visited_once(recwarn) -> None:
+    toy = Toy()
+    model = Sequential(Sequential(toy), Sequential(toy))
+    model.init_weights()
+    assert toy.calls == 1 and not [w for w in recwarn if "more than once" in str(w.message)]

@@ -128,7 +128,8 @@ class _Pass:
     paths: dict[int, str]
     params: dict[str, torch.Tensor]
     called: set[int] = field(default_factory=set)
-    writes: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # path -> (writer, version, seq)
+    # parameter path -> (writer, version after, completion seq, writer's module path)
+    writes: dict[str, tuple[str, int, int, str]] = field(default_factory=dict)
     seq: int = 0
 
 
@@ -154,9 +155,9 @@ def _visit_children(module: nn.Module, path: str, state: _Pass) -> None:
     for name, child in module.named_children():
         child_path = _join(path, name)
         if id(child) in state.skipped or id(child) in state.called:
-            continue
+            continue  # skipped, or a module shared under two names and already visited
+        state.called.add(id(child))
         if _has_custom_init_weights(child):
-            state.called.add(id(child))
             _call_custom(child, child_path, state)
         elif isinstance(child, BaseModule):
             child.init_weights()  # the pending branch: visits its children
@@ -178,7 +179,7 @@ def _call_custom(module: nn.Module, path: str, state: _Pass) -> None:
         prior = state.writes.get(p)
         if prior is not None and prior[1] == now and prior[2] > start:
             continue  # written by a nested init_weights() and not touched since
-        state.writes[p] = (writer, now, state.seq)
+        state.writes[p] = (writer, now, state.seq, path)
 
 
 @contextlib.contextmanager
@@ -239,10 +240,27 @@ def _init_tree(root: BaseModule) -> InitReport:
     for _, module in inside:
         if isinstance(module, BaseModule):
             module._is_init = True
+    _reload_over_descendants(plan, state)
     written = {p: w[0] for p, w in state.writes.items()}
     report = InitReport.from_plan(plan, seed=seed, applied=True, written_by=written)
     report.log(log)
     return report
+
+
+def _reload_over_descendants(plan: Plan, state: _Pass) -> None:
+    """mmengine loads a module's Pretrained init_cfg after its descendants' ``init_weights()``:
+    a checkpoint tensor that a descendant's custom code overwrote is copied in again."""
+    from ..pretrained.stage import copy_loaded
+
+    for path, (_, _, _, writer_path) in list(state.writes.items()):
+        entry = plan.entries.get(path)
+        if entry is None or entry.source != "pretrained":
+            continue
+        scope = entry.loaded.rule.scope
+        if writer_path != scope and (not scope or writer_path.startswith(scope + ".")):
+            with torch.no_grad():
+                copy_loaded(entry.ref.param, entry.loaded)
+            del state.writes[path]
 
 
 class BaseModule(nn.Module):

@@ -33,11 +33,19 @@ def dual_error(kind: type[BaseException]) -> type[InitConfigError]:
     """
     if issubclass(InitConfigError, kind):
         return InitConfigError
-    return type(f"InitConfig{kind.__name__}", (InitConfigError, kind), {"__module__": __name__})
+    # BaseException's __str__: KeyError's would quote the message
+    namespace = {"__module__": __name__, "__str__": BaseException.__str__}
+    return type(f"InitConfig{kind.__name__}", (InitConfigError, kind), namespace)
 
 
 # (key pattern, problem pattern, the type mmengine raises); first match wins.
 _MMENGINE_TYPES: list[tuple[re.Pattern[str], re.Pattern[str], type[BaseException]]] = [
+    # the registry: build_from_cfg raises KeyError for a name it does not hold
+    (re.compile(r"\.type$"), re.compile(r"^unknown initializer"), KeyError),
+    # an initializer's constructor: unexpected keyword argument
+    (re.compile(r"."), re.compile(r"^unknown rule key|has no argument"), TypeError),
+    # load_checkpoint on a missing file
+    (re.compile(r"checkpoint"), re.compile(r"file not found"), FileNotFoundError),
     # BaseInit's argument checks and _initialize_override's `override` check
     (re.compile(r"\.(bias|bias_prob)$"), re.compile(r"^expected"), TypeError),
     (re.compile(r"\.layer(\[\d+\])?$"), re.compile(r"^expected"), TypeError),
