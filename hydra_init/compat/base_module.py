@@ -5,13 +5,20 @@ Semantics kept from mmengine:
 * ``init_cfg`` on a module applies to its subtree, and a child's ``init_cfg``
   wins over its parent's (``BaseModule`` nesting, also inside ``Sequential``,
   ``ModuleList`` and ``ModuleDict``);
-* a user-written ``init_weights()`` on a descendant runs after the configs and
-  so has the last word ("the priority of init_weights is higher than init_cfg");
-* ``init_weights()`` runs once (``is_init``).
+* a user-written ``init_weights()`` on a descendant (a subclass override, one
+  assigned on an instance, or any ``init_weights`` of a plain module) runs after
+  the configs, exactly once, children in order, and so has the last word ("the
+  priority of init_weights is higher than init_cfg") — except over tensors a
+  checkpoint in an ancestor's ``init_cfg`` loads, which are copied in again;
+* ``init_weights()`` runs once (``is_init``, which users may set);
+* a ``Pretrained`` dict's ``override`` applies after loading;
+* errors carry mmengine's exception types (:mod:`hydra_init.compat.errors`).
 
 Traps removed: class names match over the whole MRO; ``override`` reaches any
-depth; typos raise; and a ``Pretrained`` part no longer stops its children from
-being initialized — new modules added to a pretrained backbone get their rules.
+depth; typos raise; a ``Pretrained`` part no longer stops its children from
+being initialized — new modules added to a pretrained backbone get their rules;
+and a subtree already initialized (``is_init``) is left alone, also by its
+ancestors' rules. The report says what each custom ``init_weights()`` wrote.
 
 >>> import torch.nn as nn
 >>> class Net(BaseModule):
