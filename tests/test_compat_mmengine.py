@@ -414,3 +414,31 @@ def test_checkpoint_wins_over_a_descendant_init_weights(tmp_path) -> None:
 
     state = _same_on_both(scenario)
     assert torch.all(state["custom.fc.weight"] == 0.75) and torch.all(state["custom.extra.weight"] == -4.0)
+
+
+@pytest.mark.parametrize(
+    ("outer", "inner"),
+    [
+        # mmcv's test_without_layer_weight_init: an inner dict without layer initializes nothing
+        (MODEL_CFG, dict(type="Constant", val=7, bias=8)),
+        # test_override_weight_init: the outer dict reaches only the override's module
+        ([dict(type="Constant", val=10, bias=20, override=dict(name="reg"))], None),
+        ([dict(type="Constant", val=1, bias=2, override=dict(name="reg", type="Constant", val=30, bias=40))],
+         dict(type="Constant", layer="Conv1d", val=5, bias=6)),
+        # test_nest_components_weight_init: inner configs win over outer ones, at every depth
+        (MODEL_CFG, [dict(type="Constant", layer="Conv1d", val=11, bias=12),
+                     dict(type="Constant", layer="Linear", val=13, bias=14)]),
+    ],
+)
+def test_outer_and_inner_configs_as_in_mmcv_suite(outer, inner) -> None:
+    def scenario(api):
+        model = _classes(api).FooModel(outer)
+        model.component1.init_cfg = inner
+        model.component4.init_cfg = inner
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(-0.5)  # what no config touches stays at this value on both sides
+        model.init_weights()
+        return model
+
+    _same_on_both(scenario)
