@@ -68,6 +68,7 @@ __all__ = [
     "fans",
     "initializer_types",
     "register_initializer",
+    "validate_bias",
 ]
 
 
@@ -143,6 +144,24 @@ def fans(shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
 def _check(condition: bool, key: str, problem: str, valid: str, hint: str | None = None) -> None:
     if not condition:
         raise InitConfigError(key, problem, valid=valid, hint=hint)
+
+
+def validate_bias(bias: float, bias_prob: float | None, key: str) -> None:
+    """``bias`` and ``bias_prob`` decide the same value: at most one is set, and ``0 < p < 1``."""
+    _check(
+        bias_prob is None or bias == 0.0,
+        f"{key}.bias_prob",
+        f"both bias={bias} and bias_prob={bias_prob} are set; they decide the same value",
+        "one of bias (the constant) or bias_prob (bias = -log((1-p)/p))",
+        "remove one of them",
+    )
+    if bias_prob is not None:
+        _check(
+            0.0 < bias_prob < 1.0,
+            f"{key}.bias_prob",
+            f"bias_prob={bias_prob} is not a probability",
+            "0 < bias_prob < 1, e.g. 0.01 for a focal-loss head",
+        )
 
 
 @functools.cache
@@ -233,20 +252,7 @@ class Initializer(Action):
 
     def validate(self, key: str) -> None:
         super().validate(key)
-        _check(
-            self.bias_prob is None or self.bias == 0.0,
-            f"{key}.bias_prob",
-            f"both bias={self.bias} and bias_prob={self.bias_prob} are set; they decide the same value",
-            "one of bias (the constant) or bias_prob (bias = -log((1-p)/p))",
-            "remove one of them",
-        )
-        if self.bias_prob is not None:
-            _check(
-                0.0 < self.bias_prob < 1.0,
-                f"{key}.bias_prob",
-                f"bias_prob={self.bias_prob} is not a probability",
-                "0 < bias_prob < 1, e.g. 0.01 for a focal-loss head",
-            )
+        validate_bias(self.bias, self.bias_prob, key)
 
     @property
     def bias_value(self) -> float:
@@ -310,9 +316,11 @@ class Normal(Initializer):
 
     def validate(self, key: str) -> None:
         super().validate(key)
-        _check(self.std > 0, f"{key}.std", f"std={self.std} is not positive", "std > 0")
+        _check(self.std >= 0, f"{key}.std", f"std={self.std} is negative", "std >= 0")
 
     def draw(self, shape: torch.Size) -> Draw:
+        if self.std == 0:  # degenerate, as in torch and mmengine: every value is the mean
+            return FillDraw(float(self.mean))
         return NormalDraw(float(self.mean), float(self.std))
 
 
@@ -372,9 +380,11 @@ class Uniform(Initializer):
 
     def validate(self, key: str) -> None:
         super().validate(key)
-        _check(self.a < self.b, f"{key}.a", f"a={self.a} is not below b={self.b}", "a < b")
+        _check(self.a <= self.b, f"{key}.a", f"a={self.a} is above b={self.b}", "a <= b")
 
     def draw(self, shape: torch.Size) -> Draw:
+        if self.a == self.b:  # degenerate, as in torch and mmengine: every value is a
+            return FillDraw(float(self.a))
         return UniformDraw(float(self.a), float(self.b))
 
 
@@ -591,6 +601,21 @@ class Default(Action):
         "bias": "Default resets biases with the module's own reset_parameters()",
         "bias_prob": "Default resets biases with the module's own reset_parameters()",
     }
+
+    # Per-module hooks; subclasses (hydra_init.compat's registered classes) run something else.
+    def can_reset(self, module: torch.nn.Module) -> bool:
+        """Whether :meth:`reset` can run on ``module`` (checked while planning)."""
+        return callable(getattr(module, "reset_parameters", None)) or callable(
+            getattr(module, "_reset_parameters", None)
+        )
+
+    def reset(self, module: torch.nn.Module) -> None:
+        """Write ``module``'s parameters: its own ``reset_parameters()``."""
+        (getattr(module, "reset_parameters", None) or module._reset_parameters)()
+
+    def reset_description(self, module: torch.nn.Module) -> str:
+        """The report's initializer text for a module this rule resets."""
+        return f"{type(module).__name__}.reset_parameters()"
 
 
 REGISTRY: dict[str, type[Action]] = {

@@ -115,11 +115,11 @@ CASES = [
                                    "bound_unit": "sigma"}), "init.rules.bad.bound_unit", ["absolute", "std"]),
     # ranges
     Case("negative-std", named({"type": "Normal", "std": -0.02, "layer": "Linear"}), "init.rules.bad.std",
-         ["std > 0"]),
+         ["std >= 0"]),
     Case("zero-std-trunc", named({"type": "TruncNormal", "std": 0.0, "layer": "Linear"}),
          "init.rules.bad.std", ["std > 0"]),
     Case("uniform-a-ge-b", named({"type": "Uniform", "a": 0.1, "b": -0.1, "layer": "Linear"}),
-         "init.rules.bad.a", ["a < b"]),
+         "init.rules.bad.a", ["a <= b"]),
     Case("trunc-a-ge-b", named({"type": "TruncNormal", "std": 0.02, "a": 2, "b": -2}), "init.rules.bad.a",
          ["a < b"]),
     Case("variance-scale", named({"type": "VarianceScaling", "scale": -1.0}), "init.rules.bad.scale", []),
@@ -166,7 +166,7 @@ CASES = [
     Case("expr-bad-argument", named({"type": "Normal", "name": "blocks.{i}", "expr": {"sdt": "0.1"}}),
          "init.rules.bad.expr.sdt", ["did you mean 'std'"]),
     Case("expr-invalid-at-one-module", named({"type": "Normal", "name": "blocks.{i}",
-                                              "expr": {"std": "0.1 - 0.05 * i"}}),
+                                              "expr": {"std": "0.05 - 0.05 * i"}}),
          "init.rules.bad.expr*", ["i=2", "std"]),
     Case("expr-constant-invalid", named({"type": "Normal", "expr": {"std": "1 / 0"}}),
          "init.rules.bad.expr.std", []),
@@ -178,7 +178,7 @@ CASES = [
     Case("override-dead-name", [FIRST | {"layer": "Linear", "override": {"name": "haed"}}],
          "init[0].override.name", ["head"]),
     # Rule objects are validated like dicts
-    Case("rule-object", named(Rule(Normal(std=-1.0), layer="Linear")), "init.rules.bad.std", ["std > 0"]),
+    Case("rule-object", named(Rule(Normal(std=-1.0), layer="Linear")), "init.rules.bad.std", ["std >= 0"]),
     # a module's own init_cfg
     Case("owned-init-cfg", {"seed": 0, "rules": {"first": FIRST}}, "backbone.init_cfg.type",
          ["did you mean 'Kaiming'"], setup=lambda m: setattr(m.backbone, "init_cfg", {"type": "Kaimng"})),

@@ -62,7 +62,8 @@ CASES = {
                             "range [z-a] is empty"),
     "unclosed glob class": (named({"type": "Zeros", "name": "blocks.[0"}), "init.rules.bad.name[0]",
                             "never closed"),
-    "deep expr": (named({"type": "Constant", "layer": "Linear", "expr": {"val": "-(" * 200 + "1" + ")" * 200}}),
+    "deep expr": (named({"type": "Constant", "layer": "Linear",
+                         "expr": {"val": "-(" * 200 + "1" + ")" * 200}}),
                   "init.rules.bad.expr.val", "nested too deeply"),
     "deep override": ([nested_override(40)], "init[0].override", "nest more than"),
 }

@@ -84,7 +84,7 @@ def test_unused_knob_is_refused_on_both_paths(compose_app):
 
 def test_a_bad_value_from_a_knob_names_the_knob(compose_app):
     cfg = compose_app("+init=normal", "init.std=-1")
-    with pytest.raises(hydra_init.InitConfigError, match=r"rules\.weights\.std: .*not positive "
+    with pytest.raises(hydra_init.InitConfigError, match=r"rules\.weights\.std: .*is negative "
                                                          r"\(the value of the knob init\.std\)"):
         hydra_init.Init.from_config(cfg.init)
 

@@ -214,7 +214,7 @@ BAD_INPUT = {
     ("init.bogus=1",): (["Could not override 'init.bogus'", "Key 'bogus' not in 'InitConfig'"], False),
     ("init=kaimin_conv",): (["Could not find 'init/kaimin_conv'", "Available options in 'init'",
                              "kaiming_conv"], False),
-    ("init=normal", "init.std=-1"): (["init.rules.weights.std: std=-1.0 is not positive",
+    ("init=normal", "init.std=-1"): (["init.rules.weights.std: std=-1.0 is negative",
                                       "the value of the knob init.std"], True),
     ("+init.bogus=1",): (["init.bogus: unknown key 'bogus'"], True),
     ("init.std=0.02",): (["init.std: 'std' is set but no rule of this init config uses it",

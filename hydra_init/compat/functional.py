@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..engine.execute import effective_seed
+from ..errors import did_you_mean
 from ..initializers import (
     Caffe2Xavier,
     Constant,
@@ -31,6 +32,7 @@ from ..initializers import (
     bias_from_prob,
 )
 from ..sampling import TruncNormalDraw, derive_key, fill_
+from .errors import dual_error, mmengine_errors
 
 __all__ = [
     "bias_init_with_prob",
@@ -51,7 +53,8 @@ def init_module(module: nn.Module, init: Initializer) -> None:
 
     Either attribute may be missing or ``None`` (``Conv2d(bias=False)``), as in mmengine.
     """
-    init.validate(type(init).__name__)
+    with mmengine_errors():
+        init.validate(type(init).__name__)
     weight = getattr(module, "weight", None)
     bias = getattr(module, "bias", None)
     with torch.no_grad():
@@ -119,9 +122,21 @@ def caffe2_xavier_init(module: nn.Module, bias: float = 0) -> None:
 def bias_init_with_prob(prior_prob: float) -> float:
     """The bias whose sigmoid is ``prior_prob`` (focal-loss heads).
 
+    ``prior_prob`` must lie strictly between 0 and 1; anything else is an
+    :class:`~hydra_init.InitConfigError` (``0`` is also a ``ZeroDivisionError``,
+    as mmengine raises there).
+
     >>> round(bias_init_with_prob(0.01), 4)
     -4.5951
     """
+    if not isinstance(prior_prob, (int, float)) or isinstance(prior_prob, bool):
+        raise dual_error(TypeError)("prior_prob", f"expected a number, got {prior_prob!r}")
+    if not 0.0 < prior_prob < 1.0:  # also refuses nan
+        kind = ZeroDivisionError if prior_prob == 0 else ValueError
+        raise dual_error(kind)(
+            "prior_prob", f"prior_prob={prior_prob} is not a probability",
+            valid="0 < prior_prob < 1", hint="a focal-loss head uses 0.01",
+        )
     return bias_from_prob(prior_prob)
 
 
@@ -133,12 +148,21 @@ def trunc_normal_(
     Exact (out-of-range values are redrawn one by one), unlike the inverse-CDF
     clamp of mmcv 1.x.
     """
-    TruncNormal(mean=mean, std=std, a=a, b=b).validate("trunc_normal_")
+    if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+        raise dual_error(RuntimeError)(
+            "trunc_normal_", f"cannot fill a {str(tensor.dtype).removeprefix('torch.')} tensor with "
+            "real numbers (torch raises here too)", valid="a floating-point tensor",
+        )
+    with mmengine_errors():
+        TruncNormal(mean=mean, std=std, a=a, b=b).validate("trunc_normal_")
     fill_(tensor, TruncNormalDraw(mean, std, a, b), derive_key(effective_seed(None), "", tensor.shape))
     return tensor
 
 
 def _choice(distribution: str) -> str:
-    if distribution not in ("normal", "uniform"):
-        raise ValueError(f"distribution must be 'normal' or 'uniform', got {distribution!r}")
+    if distribution not in ("normal", "uniform"):  # mmengine asserts: AssertionError too
+        raise dual_error(AssertionError)(
+            "distribution", f"invalid value {distribution!r}", valid="normal, uniform",
+            hint=did_you_mean(str(distribution), ["normal", "uniform"]),
+        )
     return distribution

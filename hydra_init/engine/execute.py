@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import InitConfigError
+from ..initializers import Default
 from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .plan import Plan, PlanEntry, has_no_storage, without_gc
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
@@ -39,7 +40,7 @@ def is_sharded(param: torch.Tensor) -> bool:
     return is_dtensor(param)
 
 
-def reset_module(module: nn.Module, key: int) -> None:
+def reset_module(module: nn.Module, key: int, init: Default | None = None) -> None:
     """``module.reset_parameters()`` under a generator seeded from ``key``.
 
     The global RNG state is restored afterwards, so a seeded init does not
@@ -47,18 +48,17 @@ def reset_module(module: nn.Module, key: int) -> None:
     and keep their slices (:func:`hydra_init.engine.sharding.reset_sharded`).
     """
     if any(is_dtensor(p) for p in module.parameters(recurse=False)):
-        reset_sharded(module, lambda: _seeded_reset(module, key))
+        reset_sharded(module, lambda: _seeded_reset(module, key, init))
     else:
-        _seeded_reset(module, key)
+        _seeded_reset(module, key, init)
 
 
-def _seeded_reset(module: nn.Module, key: int) -> None:
+def _seeded_reset(module: nn.Module, key: int, init: Default | None = None) -> None:
     params = module.parameters(recurse=False)
     devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(key >> 1)
-        reset = getattr(module, "reset_parameters", None) or module._reset_parameters
-        reset()
+        (init or Default()).reset(module)
 
 
 def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
@@ -112,8 +112,8 @@ def execute(plan: Plan) -> int:
     sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values())
     seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad():
-        for path, module, _ in plan.resets:
-            reset_module(module, derive_key(seed, path, ()))
+        for path, module, rule in plan.resets:
+            reset_module(module, derive_key(seed, path, ()), rule.init)
         jobs, whole, values = _work(plan, seed)
         for task in whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
             task()

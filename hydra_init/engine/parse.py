@@ -163,6 +163,8 @@ def _names(value: Any, key: str, *, globs: bool = False) -> tuple[str, ...]:
 
 
 def _initializer_class(type_name: Any, key: str) -> type[Action]:
+    if isinstance(type_name, type):  # a class object as `type` (mmengine allows it)
+        return _class_object(type_name, key)
     if not isinstance(type_name, str):
         raise InitConfigError(
             key, "missing initializer type" if type_name is None else f"bad type {type_name!r}",
@@ -175,6 +177,17 @@ def _initializer_class(type_name: Any, key: str) -> type[Action]:
             hint=did_you_mean(type_name, REGISTRY),
         )
     return cls
+
+
+def _class_object(tp: type, key: str) -> type[Action]:
+    """An Initializer class, or a class naming its own (``vars(tp)['hydra_init_type']``)."""
+    native = tp if issubclass(tp, Action) else vars(tp).get("hydra_init_type")
+    if isinstance(native, type) and issubclass(native, Action):
+        return native
+    raise InitConfigError(
+        key, f"class {tp.__qualname__} is not an initializer", valid=", ".join(REGISTRY),
+        hint="subclass hydra_init.compat.BaseInit, or register a hydra_init.Initializer",
+    )
 
 
 def build_initializer(cls: type[Action], args: Mapping[str, Any], key: str) -> Action:
@@ -346,7 +359,7 @@ def _override_rules(
             )
         item = dict(item)
         if set(item) == {"name"}:
-            item.update(type=parent_cls.type_name, **parent_args)
+            item.update(type=parent_cls, **parent_args)  # the class: it may be unregistered
         elif "type" not in item:
             raise InitConfigError(
                 okey, "an override with arguments needs its own 'type'",
@@ -453,7 +466,8 @@ def _parse_list(cfg: Any, key: str) -> ParsedConfig:
             rules.append(_given_rule(item, f"{key}[{i}]", item.label or f"{i}"))
         elif isinstance(item, Mapping):
             ikey = key if single else f"{key}[{i}]"
-            parsed = parse_rule(item, ikey, str(item.get("type", i)) + f"[{i}]")
+            kind = item.get("type", i)
+            parsed = parse_rule(item, ikey, str(getattr(kind, "__name__", kind)) + f"[{i}]")
             rules.extend(_mmengine_scope(parsed, item, ikey, warnings))
         else:
             raise InitConfigError(f"{key}[{i}]", f"expected a dict or Rule, got {item!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -307,13 +307,22 @@ def without_gc(fn: _F) -> _F:
 
 
 @without_gc
-def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: bool = False) -> Plan:
+def build_plan(
+    model: nn.Module,
+    parsed: ParsedConfig,
+    *,
+    reset_uninitialized: bool = False,
+    skip: Sequence[str] = (),
+    skip_note: str = "skipped",
+) -> Plan:
     """Resolve a parsed config against ``model`` into a complete :class:`Plan`, writing nothing.
 
     With ``reset_uninitialized`` (a meta-device build, :mod:`hydra_init.meta`), a
     parameter without storage that no rule covers is planned for its module's
     ``reset_parameters()`` under the rule :data:`RESET_LABEL`; one whose module has
-    none is an error, raised here like every other.
+    none is an error, raised here like every other. Parameters under the module
+    paths in ``skip`` are left as they are (source ``default``, noted ``skip_note``):
+    mmengine's already-initialized subtrees.
     """
     index = ModelIndex(model)
     rules = list(parsed.rules)
@@ -324,6 +333,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
     best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
     plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings)
     loaded: dict[str, Any] = {}
+    selected_by: dict[str, list[str]] = {}
     for rule in rules:
         modules, dead_globs, captures = _matched_modules(rule, index)
         if isinstance(rule.init, Pretrained):
@@ -343,6 +353,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
             continue
         selected = _selected_params(rule, index, modules)
         plan.matched[rule.label] = len(selected)
+        selected_by[rule.label] = [ref.path for ref, _ in selected]
         if not selected:
             _no_match_problem(rule, index, modules, dead_globs)
             wanted = f"params {list(rule.params)}" if rule.params else "weight/bias"
@@ -371,10 +382,14 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
             if current is None or rank > current[0]:
                 best[ref.path] = (rank, rule, role, captures.get(ref.module_path, {}))
 
+    plan.warnings.extend(shadowed_rule_warnings(selected_by, loaded))
     fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
     adopted = 0
+    skipped = tuple(prefix + "." for prefix in skip)
     for path, ref in index.params.items():
-        if _is_lazy(ref.param):
+        if skipped and path.startswith(skipped):
+            plan.entries[path] = PlanEntry(ref, "default", note=skip_note)
+        elif _is_lazy(ref.param):
             plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
         elif path in loaded:
             plan.entries[path] = PlanEntry(ref, "pretrained", rule=loaded[path].rule, loaded=loaded[path])
@@ -393,6 +408,20 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
         plan.matched[fallback.label] = adopted
     plan.resets = _module_resets(plan.entries, meta_build=fallback is not None)
     return plan
+
+
+def shadowed_rule_warnings(selected_by: dict[str, list[str]], loaded: dict[str, Any]) -> list[str]:
+    """Rules that can never win: a checkpoint covers every parameter they select."""
+    out = []
+    for label, paths in selected_by.items():
+        if paths and all(p in loaded for p in paths):
+            sources = sorted({loaded[p].rule.label for p in paths})
+            out.append(
+                f"rule {label!r} never writes: the checkpoint of rule {', '.join(map(repr, sources))} "
+                f"covers all {len(paths)} parameter(s) it selects, and loaded tensors win; list them "
+                "in that rule's reinit to initialize them instead, or remove the rule"
+            )
+    return out
 
 
 def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> PlanEntry:
@@ -419,9 +448,7 @@ def _module_resets(entries: dict[str, PlanEntry], *, meta_build: bool) -> list[t
         if entry.source != "reset":
             continue
         module = entry.ref.module
-        if not callable(getattr(module, "reset_parameters", None)) and not callable(
-            getattr(module, "_reset_parameters", None)
-        ):
+        if not entry.init.can_reset(module):
             where = entry.ref.module_path or "<root>"
             if entry.rule.label == RESET_LABEL:
                 raise InitConfigError(

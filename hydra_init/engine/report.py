@@ -57,7 +57,7 @@ def _describe(entry: PlanEntry, cache: dict[int, str]) -> tuple[str, str]:
     if entry.source in ("default", "lazy"):
         return "-", entry.note
     if entry.source == "reset":
-        return f"{type(entry.ref.module).__name__}.reset_parameters()", ""
+        return entry.init.reset_description(entry.ref.module), ""
     if entry.role == "bias":
         return f"bias={entry.init.bias_value:g}", ""
     text = cache.get(id(entry.init))  # one describe() per initializer, not per parameter
@@ -90,8 +90,13 @@ class InitReport:
 
     @classmethod
     @without_gc
-    def from_plan(cls, plan: Plan, seed: int | None, applied: bool) -> InitReport:
+    def from_plan(
+        cls, plan: Plan, seed: int | None, applied: bool, written_by: dict[str, str] | None = None
+    ) -> InitReport:
+        """The report of ``plan``; ``written_by`` (path -> writer, e.g. ``Net.init_weights()``)
+        records parameters that code outside the plan wrote afterwards (source ``custom``)."""
         records = []
+        written_by = written_by or {}
         won: dict[str, int] = defaultdict(int)
         not_loaded = _not_loaded(plan)
         described: dict[int, str] = {}
@@ -107,6 +112,11 @@ class InitReport:
             dtype = dtypes.get(param.dtype)
             if dtype is None:
                 dtype = dtypes[param.dtype] = str(param.dtype).removeprefix("torch.")
+            if entry.path in written_by:
+                records.append(ParamRecord(entry.path, shape, dtype, "custom", None,
+                                           written_by[entry.path],
+                                           "" if label is None else f"overwrote rule {label!r} ({init})"))
+                continue
             records.append(
                 ParamRecord(entry.path, shape, dtype, entry.source, label, init, detail)
             )
