@@ -80,6 +80,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     resets: list[tuple[str, nn.Module, Rule]] = field(default_factory=list)
     pretrained: list[Any] = field(default_factory=list)
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    """Canonical path of a tied tensor -> its other names (written once, under the canonical path)."""
 
 
 # ----------------------------------------------------------------------------- rule collection
@@ -331,7 +333,8 @@ def build_plan(
         rules += _owned_rules(index, start=len(rules), warnings=warnings)
 
     best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
-    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings)
+    claims: dict[str, dict[str, Rule]] = {}  # tied tensors: the rules that select them, under any name
+    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings, aliases=index.aliases)
     loaded: dict[str, Any] = {}
     selected_by: dict[str, list[str]] = {}
     for rule in rules:
@@ -377,6 +380,8 @@ def build_plan(
                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     )
         for ref, role in selected:
+            if ref.path in index.aliases:
+                claims.setdefault(ref.path, {}).setdefault(rule.label, rule)
             rank = rule.rank()
             current = best.get(ref.path)
             if current is None or rank > current[0]:
@@ -385,6 +390,7 @@ def build_plan(
     plan.warnings.extend(shadowed_rule_warnings(selected_by, loaded))
     fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
     adopted = 0
+    plan.warnings.extend(_tied_warnings(claims, best, index.aliases))
     skipped = tuple(prefix + "." for prefix in skip)
     for path, ref in index.params.items():
         if skipped and path.startswith(skipped):
@@ -421,6 +427,23 @@ def shadowed_rule_warnings(selected_by: dict[str, list[str]], loaded: dict[str, 
                 f"covers all {len(paths)} parameter(s) it selects, and loaded tensors win; list them "
                 "in that rule's reinit to initialize them instead, or remove the rule"
             )
+    return out
+
+
+def _tied_warnings(claims: dict[str, dict[str, Rule]], best: dict[str, tuple],
+                   aliases: dict[str, list[str]]) -> list[str]:
+    """A tied tensor is written once: two different drawing rules claiming it is worth a warning."""
+    out = []
+    for path, by_label in claims.items():
+        drawing = {label: r for label, r in by_label.items() if isinstance(r.init, Initializer)}
+        if len({r.init.describe() for r in drawing.values()}) < 2 or path not in best:
+            continue
+        winner = best[path][1].label
+        names = ", ".join([path, *aliases[path]])
+        out.append(
+            f"tied tensor {names} is claimed by rules {', '.join(sorted(drawing))}; it is written once, "
+            f"by {winner!r} (highest priority, then depth, then the later rule)"
+        )
     return out
 
 

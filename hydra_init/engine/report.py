@@ -42,6 +42,8 @@ class ParamRecord:
     rule: str | None
     init: str
     detail: str = ""
+    aliases: tuple[str, ...] = ()
+    """Other names of the same tensor (tied weights): one write, one record."""
 
     @property
     def numel(self) -> int:
@@ -117,8 +119,11 @@ class InitReport:
                                            written_by[entry.path],
                                            "" if label is None else f"overwrote rule {label!r} ({init})"))
                 continue
+            aliases = tuple(plan.aliases.get(entry.path, ()))
+            if aliases:
+                detail = "; ".join(filter(None, [detail, "tied: also " + ", ".join(aliases)]))
             records.append(
-                ParamRecord(entry.path, shape, dtype, entry.source, label, init, detail)
+                ParamRecord(entry.path, shape, dtype, entry.source, label, init, detail, aliases)
             )
         rules = {
             r.label: {
@@ -175,8 +180,9 @@ class InitReport:
         return [r.path for r in self.params if r.source == source]
 
     def __getitem__(self, path: str) -> ParamRecord:
+        """The record of a parameter, by its path or any other name of a tied tensor."""
         for rec in self.params:
-            if rec.path == path:
+            if rec.path == path or path in rec.aliases:
                 return rec
         raise KeyError(path)
 
@@ -194,7 +200,8 @@ class InitReport:
                if self.checkpoints else {}),
             "params": [
                 {"path": r.path, "shape": list(r.shape), "dtype": r.dtype, "source": r.source,
-                 "rule": r.rule, "init": r.init, "detail": r.detail}
+                 "rule": r.rule, "init": r.init, "detail": r.detail,
+                 **({"aliases": list(r.aliases)} if r.aliases else {})}
                 for r in self.params
             ],
         }

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ModelIndex", "ParamRef", "check_glob", "glob_captures", "glob_match", "join", "torch_class_names"]
+__all__ = [
+    "WRAPPERS", "ModelIndex", "ParamRef", "canonical_modules", "check_glob", "glob_captures", "glob_match",
+    "join", "torch_class_names",
+]
 
 
 def join(prefix: str, name: str) -> str:
@@ -211,12 +214,51 @@ class ParamRef:
         return self.module._parameters[self.local_name]
 
 
+WRAPPERS: dict[str, str] = {
+    "OptimizedModule": "_orig_mod",  # torch.compile
+    "DataParallel": "module",
+    "DistributedDataParallel": "module",
+    "FullyShardedDataParallel": "_fsdp_wrapped_module",  # FSDP1
+    "CheckpointWrapper": "_checkpoint_wrapped_module",  # activation checkpointing
+    "OffloadWrapper": "_checkpoint_wrapped_module",
+}
+"""Wrapper class name -> the attribute holding the wrapped module. Wrappers are invisible
+to matching, seeding and the report: a compiled or DDP-wrapped model gets the values
+of the bare model, and globs written for the bare model match."""
+
+
+def canonical_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``named_modules()`` with wrapper modules left out and their attribute cut from paths.
+
+    >>> import torch.nn as nn
+    >>> [p for p, _ in canonical_modules(nn.DataParallel(nn.Sequential(nn.Linear(2, 2))))]
+    ['', '0']
+    """
+    out: list[tuple[str, nn.Module]] = []
+    seen: dict[str, tuple[str, nn.Module]] = {}  # raw path -> (canonical path, module); parents come first
+    for raw, module in model.named_modules(remove_duplicate=False):
+        path = ""
+        if raw:
+            parent, _, name = raw.rpartition(".")
+            base, owner = seen[parent]
+            path = base if WRAPPERS.get(type(owner).__name__) == name else join(base, name)
+        seen[raw] = (path, module)
+        if WRAPPERS.get(type(module).__name__) not in module._modules:  # a wrapper: its child stands there
+            out.append((path, module))
+    return out
+
+
 class ModelIndex:
-    """A single walk of the model, reused by every rule."""
+    """A single walk of the model, reused by every rule.
+
+    Paths are canonical: wrapper prefixes (:data:`WRAPPERS`) are cut. A tensor
+    registered under several names (tied weights) has one canonical path, its first
+    name; :attr:`aliases` lists the others.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.modules: list[tuple[str, nn.Module]] = list(model.named_modules(remove_duplicate=False))
+        self.modules: list[tuple[str, nn.Module]] = canonical_modules(model)
         self.module_paths = [path for path, _ in self.modules]
         self.class_names: frozenset[str] = frozenset().union(
             *(_mro_names(type(m)) for _, m in self.modules)
@@ -224,6 +266,7 @@ class ModelIndex:
         canonical: dict[int, str] = {}
         self._direct: dict[str, list[ParamRef]] = {}
         self.params: dict[str, ParamRef] = {}
+        self.aliases: dict[str, list[str]] = {}
         for module_path, module in self.modules:
             refs = []
             for local, param in module._parameters.items():
@@ -231,6 +274,8 @@ class ModelIndex:
                     continue
                 full = join(module_path, local)
                 path = canonical.setdefault(id(param), full)
+                if path != full:
+                    self.aliases.setdefault(path, []).append(full)
                 ref = ParamRef(path, module_path, local, module)
                 refs.append(ref)
                 self.params.setdefault(path, ref)
