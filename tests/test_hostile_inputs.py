@@ -101,3 +101,40 @@ def test_an_expression_computed_per_module_may_supply_a_required_value() -> None
     net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
     hydra_init.apply(net, named({"type": "Constant", "name": "{i}", "expr": {"val": "i + 1"}}), log=False)
     assert float(net[1].weight.detach()[0, 0]) == 2.0
+
+
+# ----------------------------------------------------------------------------- storage oddities
+def _with_param(name: str, tensor) -> nn.Module:
+    net = model()
+    net.register_parameter(name, nn.Parameter(tensor, requires_grad=False))
+    return net
+
+
+def test_an_empty_tensor_is_a_no_op_even_for_whole_tensor_draws() -> None:
+    import torch
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(0, 3))  # Linear(0, 3).weight is (3, 0)
+    report = hydra_init.apply(net, named({"type": "Orthogonal", "layer": "Linear"}), log=False)
+    assert report["1.weight"].source == "rule" and net[1].weight.shape == (3, 0)
+    q = net[0].weight.detach().double()
+    assert torch.allclose(q @ q.T, torch.eye(4, dtype=torch.float64), atol=1e-5)
+
+
+@pytest.mark.parametrize("oddity", ["inference", "expanded", "complex"])
+def test_storage_oddities_are_refused_while_planning(oddity: str) -> None:
+    import torch
+
+    if oddity == "inference":
+        with torch.inference_mode():
+            net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+        words = "inference tensor"
+    elif oddity == "expanded":
+        net = _with_param("odd", torch.zeros(4).expand(3, 4))
+        words = "share memory"
+    else:
+        net = _with_param("odd", torch.zeros(3, 4, dtype=torch.complex64))
+        words = "complex"
+    before = snapshot(net)
+    with pytest.raises(InitConfigError, match=words):
+        hydra_init.apply(net, named({"type": "Normal", "std": 0.1, "params": ["weight", "odd"]}), log=False)
+    assert_bit_identical(net, before)

@@ -72,6 +72,8 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
         param, draw = entry.ref.param, entry.draw
         numel = param.numel()
+        if not numel:
+            continue
         values += numel
         fill = type(draw) is FillDraw
         key = 0 if fill else derive_key(seed, entry.path, param.shape)

@@ -447,12 +447,43 @@ def _tied_warnings(claims: dict[str, dict[str, Rule]], best: dict[str, tuple],
     return out
 
 
+def _check_writable(rule: Rule, ref: ParamRef) -> None:
+    """Refuse, while planning, tensors an in-place write would fail on half-way through the model."""
+    param = ref.param
+    local = param.to_local() if is_dtensor(param) else param
+    if local.is_inference():
+        raise InitConfigError(
+            f"{rule.key}", f"parameter {ref.path!r} is an inference tensor (created under "
+            "torch.inference_mode()): it cannot be written in place outside it",
+            hint="build the model outside torch.inference_mode(), or exclude this parameter",
+        )
+    if not local.is_meta and local.numel() > 1 and torch._debug_has_internal_overlap(local) == 1:
+        raise InitConfigError(
+            f"{rule.key}", f"parameter {ref.path!r} (shape {tuple(local.shape)}, strides "
+            f"{tuple(local.stride())}) has elements that share memory (an expanded or stride-0 view): "
+            "writing it element by element is ill-defined",
+            hint="make it a real tensor (nn.Parameter(t.clone())), or exclude it from the rule",
+        )
+    if local.is_complex() and not isinstance(rule.init, Default):
+        raise InitConfigError(
+            f"{rule.key}.type",
+            f"parameter {ref.path!r} is complex ({str(local.dtype).removeprefix('torch.')}): "
+            "the initializers draw real numbers",
+            valid="real (floating, integer, bool) parameters",
+            hint="exclude it from the rule and initialize it in the module's reset_parameters()",
+        )
+
+
 def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> PlanEntry:
     init = rule.init
     if rule.expr:
         init = specialize(init, rule.expr, captures, rule.key)
+    _check_writable(rule, ref)
     if isinstance(init, Default):
         return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
+    if not ref.param.numel():  # nothing to write, as torch.nn.init does for an empty tensor
+        return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(0.0),
+                         note="empty tensor: nothing to write")
     if role == BIAS:
         draw = _check_dtype(rule, init, ref, FillDraw(init.bias_value))
         return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=draw)
