@@ -74,9 +74,10 @@ def unused_knobs(cfg: Any) -> set[str]:
     rules = cfg.get("rules")
     raw = OmegaConf.to_container(rules, resolve=False) if OmegaConf.is_config(rules) else rules or {}
     referenced = _referenced(raw)
+    sized = set(cfg.get("sizes") or ())  # a size's knob is read by the engine itself (engine/sizes.py)
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    set_knobs = {k: _value(cfg[k]) for k in KNOBS if cfg.get(k) is not None}
+    set_knobs = {k: _value(cfg[k]) for k in KNOBS - sized if cfg.get(k) is not None}
     if referenced:  # unresolved: the interpolations say exactly which knobs are read
         return {k for k in set_knobs if k not in referenced}
     leaves = [_value(leaf) for leaf in _leaves(cfg.get("rules") or {})]

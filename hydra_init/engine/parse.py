@@ -30,12 +30,13 @@ from ..initializers import REGISTRY, Initializer, Pretrained
 from .expressions import evaluate, names_in
 from .knobs import check_knobs
 from .rules import SELECTOR_FIELDS, Rule, as_tuple
+from .sizes import Recipe, parse_recipe
 
 __all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "specialize"]
 
 from ..integration.schema import KNOBS
 
-_TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", *sorted(KNOBS))
+_TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", "sizes", "families", *sorted(KNOBS))
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ParsedConfig:
     seed: int | None = None
     module_init_cfg: bool = True
     warnings: list[str] = field(default_factory=list)
+    recipe: Recipe | None = None  # sizes read from the model, families (engine/sizes.py)
 
 
 # ----------------------------------------------------------------------------- values
@@ -147,7 +149,7 @@ def build_initializer(cls: type[Initializer], args: Mapping[str, Any], key: str)
 
 
 # ----------------------------------------------------------------------------- rules
-def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
+def parse_rule(raw: Mapping[str, Any], key: str, label: str, sizes: frozenset[str] = frozenset()) -> list[Rule]:
     """One config mapping -> its rule, followed by the rules of its mmengine ``override``."""
     raw = {k: v for k, v in raw.items() if v is not None}
     if not raw.get("enabled", True):
@@ -162,7 +164,7 @@ def parse_rule(raw: Mapping[str, Any], key: str, label: str) -> list[Rule]:
             valid=", ".join(valid), hint=did_you_mean(unknown[0], valid),
         )
     names = _names(raw.get("name"), f"{key}.name")
-    expr = _expressions(raw.get("expr"), cls, names, f"{key}.expr")
+    expr = _expressions(raw.get("expr"), cls, names, f"{key}.expr", sizes)
     constant = {arg: _constant(text, f"{key}.expr.{arg}") for arg, text in expr if not names_in(text)}
     init = build_initializer(cls, {**init_args, **constant}, key)
     per_module = tuple((arg, text) for arg, text in expr if arg not in constant)
@@ -185,14 +187,14 @@ _CAPTURE = re.compile(r"\{(\w+)\}")
 
 
 def _expressions(
-    raw: Any, cls: type[Initializer], names: tuple[str, ...], key: str
+    raw: Any, cls: type[Initializer], names: tuple[str, ...], key: str, sizes: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
     """Validate ``expr``: known arguments, parseable text, names captured by ``name``."""
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):
         raise InitConfigError(key, f"expected a mapping argument -> expression, got {raw!r}")
-    captured = {c for pattern in names for c in _CAPTURE.findall(pattern)}
+    captured = {c for pattern in names for c in _CAPTURE.findall(pattern)} | sizes
     args = [f.name for f in dataclasses.fields(cls)]
     out = []
     for arg, text in raw.items():
@@ -210,7 +212,8 @@ def _expressions(
             raise InitConfigError(f"{key}.{arg}", str(exc)) from None
         for name in sorted(used - captured):
             raise InitConfigError(
-                f"{key}.{arg}", f"{name!r} is not captured by any name glob of this rule",
+                f"{key}.{arg}", f"{name!r} is not captured by any name glob of this rule"
+            + (" nor a size (sizes)" if sizes else ""),
                 valid=("captures: " + ", ".join(sorted(captured))) if captured else
                 "no captures: add {" + name + "} to a name glob, e.g. layers.{" + name + "}.attn",
                 hint=did_you_mean(name, captured),
@@ -359,8 +362,10 @@ def _mmengine_scope(
 
 
 def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
+    recipe = parse_recipe(plain, key)
+    sizes = recipe.names if recipe is not None else frozenset()
     for name in plain:
-        if name not in _TOP_LEVEL:
+        if name not in _TOP_LEVEL and name not in sizes:
             raise InitConfigError(
                 f"{key}.{name}", f"unknown key {name!r}",
                 valid=", ".join(_TOP_LEVEL), hint=did_you_mean(str(name), _TOP_LEVEL),
@@ -374,12 +379,12 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
         if isinstance(raw, Rule):
             rules.append(_given_rule(raw, rkey, str(label)))
         elif isinstance(raw, Mapping):
-            rules.extend(parse_rule(raw, rkey, str(label)))
+            rules.extend(parse_rule(raw, rkey, str(label), sizes))
         elif raw is not None:
             raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
-    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg)
+    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg, recipe=recipe)
 
 
 def _given_rule(rule: Rule, key: str, label: str) -> Rule:

@@ -28,6 +28,7 @@ from ..initializers import Default, Initializer, Pretrained
 from ..sampling import Draw, FillDraw
 from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
+from .sizes import Size, needed_sizes, read_sizes, recognized_families
 from .select import (
     ModelIndex,
     ParamRef,
@@ -76,6 +77,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     resets: list[tuple[str, nn.Module, Rule]] = field(default_factory=list)
     pretrained: list[Any] = field(default_factory=list)
+    sizes: dict[str, Size] = field(default_factory=dict)  # read from the model (engine/sizes.py)
+    families: list[str] = field(default_factory=list)  # model families the config recognized
 
 
 # ----------------------------------------------------------------------------- rule collection
@@ -209,7 +212,9 @@ def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> Non
     if rule.optional:
         return
     unknown = [n for n in rule.layer if not is_known_class(n, index.class_names)]
-    if unknown:
+    # a class of another layout (Conv1D on nanoGPT) is no typo when the rule's other classes
+    # are here: then a name glob that matches nothing is the cause, reported below
+    if unknown and (len(unknown) == len(rule.layer) or not dead_globs):
         name = unknown[0]
         pool = set(index.class_names) | torch_class_names()
         raise InitConfigError(
@@ -308,13 +313,16 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
     if not isinstance(parsed, ParsedConfig):
         parsed = parse_config(parsed, key=key)
     index = ModelIndex(model)
-    rules = list(parsed.rules)
-    warnings = list(parsed.warnings)
+    families, other_families, family_notes = recognized_families(parsed.recipe, index.class_names)
+    rules = [r for r in parsed.rules if r.label not in other_families]
+    sizes = read_sizes(parsed.recipe, model, needed_sizes(rules))
+    warnings = list(parsed.warnings) + family_notes
     if parsed.module_init_cfg:
         rules += _owned_rules(index, start=len(rules), warnings=warnings)
 
     best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
-    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings)
+    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings, sizes=sizes, families=families)
+    size_values = {name: size.value for name, size in sizes.items()}
     loaded: dict[str, Any] = {}
     for rule in rules:
         modules, dead_globs, captures = _matched_modules(rule, index)
@@ -361,7 +369,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             rank = rule.rank()
             current = best.get(ref.path)
             if current is None or rank > current[0]:
-                best[ref.path] = (rank, rule, role, captures.get(ref.module_path, {}))
+                best[ref.path] = (rank, rule, role, {**size_values, **captures.get(ref.module_path, {})})
 
     for path, ref in index.params.items():
         if _is_lazy(ref.param):

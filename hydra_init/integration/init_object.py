@@ -121,7 +121,8 @@ class Init:
             for name in _RESERVED:
                 config.pop(name, None)
             # Knobs have done their work once the rules' interpolations are resolved.
-            popped = {k: config.pop(k) for k in sorted(KNOBS & set(config))}
+            # (a size's knob stays: the engine reads it in place of the model's value)
+            popped = {k: config.pop(k) for k in sorted((KNOBS - set(config.get("sizes") or ())) & set(config))}
             knobs = {k: v for k, v in popped.items() if v is not None}
         try:
             parse_config(config, key=key)

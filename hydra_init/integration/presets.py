@@ -127,7 +127,7 @@ def knobs_of(init: DictConfig) -> dict[str, Any]:
     the preset leaves for the user to set (``init=pretrained`` needs ``init.checkpoint``).
     """
     rules = repr(OmegaConf.to_container(init.rules, resolve=False)) if "rules" in init else ""
-    used = set(_REFERENCE.findall(rules)) & KNOBS
+    used = (set(_REFERENCE.findall(rules)) | set(init.get("sizes") or ())) & KNOBS
     out: dict[str, Any] = {}
     for name in ["seed", *sorted(used)]:
         value = OmegaConf.select(init, name, throw_on_missing=False)
