@@ -149,7 +149,9 @@ def build_initializer(cls: type[Initializer], args: Mapping[str, Any], key: str)
 
 
 # ----------------------------------------------------------------------------- rules
-def parse_rule(raw: Mapping[str, Any], key: str, label: str, sizes: frozenset[str] = frozenset()) -> list[Rule]:
+def parse_rule(
+    raw: Mapping[str, Any], key: str, label: str, sizes: frozenset[str] = frozenset()
+) -> list[Rule]:
     """One config mapping -> its rule, followed by the rules of its mmengine ``override``."""
     raw = {k: v for k, v in raw.items() if v is not None}
     if not raw.get("enabled", True):

@@ -28,7 +28,6 @@ from ..initializers import Default, Initializer, Pretrained
 from ..sampling import Draw, FillDraw
 from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
-from .sizes import Size, needed_sizes, read_sizes, recognized_families
 from .select import (
     ModelIndex,
     ParamRef,
@@ -37,6 +36,7 @@ from .select import (
     is_known_class,
     torch_class_names,
 )
+from .sizes import Size, bind_sizes, needed_sizes, read_sizes, recognized_families
 
 __all__ = ["Plan", "PlanEntry", "build_plan"]
 
@@ -316,6 +316,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
     families, other_families, family_notes = recognized_families(parsed.recipe, index.class_names)
     rules = [r for r in parsed.rules if r.label not in other_families]
     sizes = read_sizes(parsed.recipe, model, needed_sizes(rules))
+    rules = bind_sizes(rules, sizes)
     warnings = list(parsed.warnings) + family_notes
     if parsed.module_init_cfg:
         rules += _owned_rules(index, start=len(rules), warnings=warnings)

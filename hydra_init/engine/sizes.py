@@ -47,6 +47,7 @@ Size(value=2, source="count of modules matching '{i}'")
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ from .expressions import names_in
 from .rules import Rule
 from .select import class_matches, glob_captures
 
-__all__ = ["Recipe", "Size", "needed_sizes", "parse_recipe", "read_sizes", "recognized_families"]
+__all__ = ["Recipe", "Size", "bind_sizes", "needed_sizes", "parse_recipe", "read_sizes", "recognized_families"]
 
 SOURCES = ("config", "attr", "count", "shape", "value")
 _EXTRA = {"count": ("layer",), "shape": ("dim",)}
@@ -256,6 +257,25 @@ def read_sizes(recipe: Recipe | None, model: nn.Module, needed: set[str] | None 
                 f"{type(model).__name__}: tried " + "; ".join(tried),
                 hint=f"set it: {recipe.key}.{name}=<value>",
             )
+    return out
+
+
+def bind_sizes(rules: Iterable[Rule], sizes: Mapping[str, Size]) -> list[Rule]:
+    """Rules whose ``expr`` use sizes only, computed once (errors name the ``expr`` key, before matching).
+
+    ``init.n_layer=0`` on ``gpt2`` fails here at ``init.rules.residual.expr.std``,
+    whatever the model holds.
+    """
+    from .parse import specialize  # parse imports this module
+
+    values = {name: size.value for name, size in sizes.items()}
+    out = []
+    for rule in rules:
+        used = {name for _, text in rule.expr for name in names_in(text)}
+        if rule.expr and used <= set(values):
+            init = specialize(rule.init, rule.expr, {k: values[k] for k in sorted(used)}, rule.key)
+            rule = dataclasses.replace(rule, init=init, expr=())
+        out.append(rule)
     return out
 
 

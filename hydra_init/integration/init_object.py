@@ -120,9 +120,10 @@ class Init:
         if isinstance(config, dict):
             for name in _RESERVED:
                 config.pop(name, None)
-            # Knobs have done their work once the rules' interpolations are resolved.
-            # (a size's knob stays: the engine reads it in place of the model's value)
-            popped = {k: config.pop(k) for k in sorted((KNOBS - set(config.get("sizes") or ())) & set(config))}
+            # Knobs have done their work once the rules' interpolations are resolved
+            # (a size's knob stays: the engine reads it in place of the model's value).
+            sized = set(config.get("sizes") or ())
+            popped = {k: config.pop(k) for k in sorted((KNOBS - sized) & set(config))}
             knobs = {k: v for k, v in popped.items() if v is not None}
         try:
             parse_config(config, key=key)
