@@ -603,7 +603,8 @@ class TransformerModelArgs:
 
 
 @pytest.mark.parametrize(("dim", "model_args", "source"), [
-    (256, True, "model.model_args.dim"), (256, False, "output.weight.shape[1]"), (D, False, "output.weight.shape[1]"),
+    (256, True, "model.model_args.dim"), (256, False, "output.weight.shape[1]"),
+    (D, False, "output.weight.shape[1]"),
 ])
 def test_llama_dim_read_from_the_model(compose_init, dim, model_args, source) -> None:
     """No knob: output std dim**-0.5 with dim from torchtitan's model_args, else output's in_features.
@@ -775,7 +776,7 @@ def test_rl_orthogonal_atari_head_names(compose_init) -> None:
 
 
 def test_rl_orthogonal_lstm_agent(compose_init) -> None:
-    """The LSTM's (512, 512) weight_ih and (512, 128) weight_hh are orthogonal (W Wt = I), not torch's uniform."""
+    """The LSTM's (512, 512) weight_ih and (512, 128) weight_hh: orthogonal (W Wt = I), not uniform."""
     model = LSTMAgent()
     apply_recipe(compose_init, model, "rl_orthogonal", "init.policy_head=actor", "init.value_head=critic")
     check_all(model, ppo_expected(model, "actor", "critic"))

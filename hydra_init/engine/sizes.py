@@ -60,7 +60,9 @@ from .expressions import names_in
 from .rules import Rule
 from .select import class_matches, glob_captures
 
-__all__ = ["Recipe", "Size", "bind_sizes", "needed_sizes", "parse_recipe", "read_sizes", "recognized_families"]
+__all__ = [
+    "Recipe", "Size", "bind_sizes", "needed_sizes", "parse_recipe", "read_sizes", "recognized_families",
+]
 
 SOURCES = ("config", "attr", "count", "shape", "value")
 _EXTRA = {"count": ("layer",), "shape": ("dim",)}
