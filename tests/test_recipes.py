@@ -563,6 +563,47 @@ class Transformer(nn.Module):
         self.output = nn.Linear(dim, vocab, bias=False)
 
 
+class FusedQKVLinear(nn.Module):
+    """torchtitan 0.3 common/attention.py FusedQKVLinear: one wqkv projection."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int) -> None:
+        super().__init__()
+        head_dim = dim // n_heads
+        self.wqkv = nn.Linear(dim, (n_heads + 2 * n_kv_heads) * head_dim, bias=False)
+
+
+class Llama3Attention(nn.Module):
+    def __init__(self, dim: int, n_heads: int = 4, n_kv_heads: int = 2) -> None:
+        super().__init__()
+        self.qkv_linear = FusedQKVLinear(dim, n_heads, n_kv_heads)
+        self.wo = nn.Linear(dim, dim, bias=False)
+
+
+class Llama3Block(TransformerBlock):
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.attention = Llama3Attention(dim)
+
+
+class Llama3ModelConfig:
+    """torchtitan 0.3 Llama3Model.Config (the field read here)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+
+class Llama3Model(nn.Module):
+    """torchtitan 0.3 models/llama3 Llama3Model (common/decoder.py Decoder): fused wqkv, lm_head, config."""
+
+    def __init__(self, n_layers: int = 4, vocab: int = 512, dim: int = D) -> None:
+        super().__init__()
+        self.config = Llama3ModelConfig(dim)
+        self.tok_embeddings = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleDict({str(i): Llama3Block(dim) for i in range(n_layers)})
+        self.norm = nn.RMSNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+
+
 def llama_expected(model: Transformer, dim: int) -> dict[str, Expectation]:
     """torchtitan init_weights: tok_embeddings normal_(std=1); per block weight_init_std =
     0.02 / (2 * (layer_id + 1)) ** 0.5 on wo, w2, w3 and 0.02 on wq, wk, wv, w1 (all
@@ -572,7 +613,8 @@ def llama_expected(model: Transformer, dim: int) -> dict[str, Expectation]:
     for layer_id, block in model.layers.items():
         depth_std = 0.02 / (2 * (int(layer_id) + 1)) ** 0.5
         prefix = f"layers.{layer_id}"
-        for name in ("attention.wq", "attention.wk", "attention.wv", "feed_forward.w1"):
+        for name in ("attention.wq", "attention.wk", "attention.wv", "attention.qkv_linear.wqkv",
+                     "feed_forward.w1"):
             out[f"{prefix}.{name}.weight"] = trunc_normal(0.02, -2.0, 2.0)
         for name in ("attention.wo", "feed_forward.w2", "feed_forward.w3"):
             out[f"{prefix}.{name}.weight"] = trunc_normal(depth_std, -2.0, 2.0)
@@ -580,14 +622,17 @@ def llama_expected(model: Transformer, dim: int) -> dict[str, Expectation]:
         out[f"{prefix}.ffn_norm.weight"] = constant(1.0)
         del block
     std = dim**-0.5
-    out["output.weight"] = trunc_normal(std, -3 * std, 3 * std)
-    return out
+    out["output.weight"] = out["lm_head.weight"] = trunc_normal(std, -3 * std, 3 * std)
+    params = dict(model.named_parameters())
+    return {k: v for k, v in out.items() if k in params}  # the two layouts' names
 
 
-def test_llama_depth_scaled_from_path(compose_init) -> None:
-    model = Transformer(n_layers=4)
+@pytest.mark.parametrize("make", [Transformer, Llama3Model], ids=["torchtitan<0.3", "torchtitan-0.3"])
+def test_llama_depth_scaled_from_path(compose_init, make) -> None:
+    model = make(n_layers=4)
     report = apply_recipe(compose_init, model, "llama")
     check_all(model, llama_expected(model, dim=D))
+    assert report.warnings == []
     # the report names the std computed for each module from its captured layer_id
     for layer_id in range(4):
         text = report[f"layers.{layer_id}.feed_forward.w2.weight"].init
@@ -602,16 +647,15 @@ class TransformerModelArgs:
         self.dim = dim
 
 
-@pytest.mark.parametrize(("dim", "model_args", "source"), [
-    (256, True, "model.model_args.dim"), (256, False, "output.weight.shape[1]"),
-    (D, False, "output.weight.shape[1]"),
+@pytest.mark.parametrize(("make", "dim", "model_args", "source"), [
+    (Transformer, 256, True, "model.model_args.dim"), (Transformer, 256, False, "output.weight.shape[1]"),
+    (Transformer, D, False, "output.weight.shape[1]"), (Llama3Model, 256, False, "model.config.dim"),
 ])
-def test_llama_dim_read_from_the_model(compose_init, dim, model_args, source) -> None:
-    """No knob: output std dim**-0.5 with dim from torchtitan's model_args, else output's in_features.
-
-    dim 256 vs the old fixed 4096: 0.0625 vs 0.0156 (4x, beyond the 1.7% std tolerance of 131,072 values).
-    """
-    model = Transformer(n_layers=2, dim=dim)
+def test_llama_dim_read_from_the_model(compose_init, make, dim, model_args, source) -> None:
+    """No knob: output std dim**-0.5 with dim from torchtitan's config or model_args, else the output's
+    in_features. dim 256 vs the old fixed 4096: 0.0625 vs 0.0156 (4x, beyond the 1.7% std tolerance of
+    131,072 values)."""
+    model = make(n_layers=2, dim=dim)
     if model_args:
         model.model_args = TransformerModelArgs(dim)
     report = apply_recipe(compose_init, model, "llama")

@@ -353,7 +353,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig | Any, key: str = "init") 
             )
             plan.warnings.append(f"rule {rule.label!r} {what}")
         else:
-            for pattern in sorted(dead_globs):
+            for pattern in sorted(dead_globs) if not rule.optional else ():  # optional: any may be absent
                 plan.warnings.append(f"rule {rule.label!r}: name {pattern!r} matches no module")
             for pattern in rule.exclude:
                 if not any(glob_match(_relative(p, rule.scope), pattern)
