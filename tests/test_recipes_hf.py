@@ -53,7 +53,8 @@ Build = Callable[[], nn.Module]
 
 def _cases() -> dict[str, tuple[str, Build]]:
     t = transformers
-    t5 = dict(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, initializer_factor=0.5)
+    t5 = dict(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+              initializer_factor=0.5)
     return {
         "llama": ("llama", lambda: t.LlamaForCausalLM(t.LlamaConfig(**SMALL))),
         "mistral": ("mistral", lambda: t.MistralForCausalLM(t.MistralConfig(**SMALL))),
@@ -67,7 +68,8 @@ def _cases() -> dict[str, tuple[str, Build]]:
             attention_types=[[["global", "local"], 1]], initializer_range=0.05))),
         "gpt2": ("gpt2", lambda: gpt2(n_layer=4)),
         "t5": ("t5", lambda: t.T5ForConditionalGeneration(t.T5Config(**t5))),
-        "t5_gated": ("t5", lambda: t.T5ForConditionalGeneration(t.T5Config(**t5, feed_forward_proj="gated-gelu"))),
+        "t5_gated": ("t5", lambda: t.T5ForConditionalGeneration(
+            t.T5Config(**t5, feed_forward_proj="gated-gelu"))),
         "bert": ("bert", lambda: bert()),
     }
 
@@ -87,7 +89,7 @@ def bert() -> nn.Module:
     ))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def composed(preset: str, *overrides: str) -> Any:
     """The ``init`` node of ``+init=<preset> [overrides]``, composed by Hydra once per combination."""
     return compose([f"+init={preset}", *overrides]).init
@@ -122,11 +124,11 @@ def assert_same_distribution(path: str, ref: torch.Tensor, got: torch.Tensor) ->
         f"{path}: mean {got.mean().item():.5g}, reference {ref.mean().item():.5g} (tolerance {mean_tol:.3g})"
     )
     std_tol = SIGMAS * math.sqrt((s_ref**2 + s_got**2) / (2 * n))
-    assert abs(s_ref - s_got) <= std_tol, f"{path}: std {s_got:.5g}, reference {s_ref:.5g} (tol {std_tol:.3g})"
+    assert abs(s_ref - s_got) <= std_tol, f"{path}: std {s_got:.5g}, reference {s_ref:.5g} ({std_tol:.3g})"
     bound = stats.norm.isf(1e-9 / (2 * n)) * (s_ref + std_tol)
     assert (got - ref.mean()).abs().max().item() <= bound, f"{path}: a value beyond {bound:.3g}"
     p = stats.ks_2samp(ref.numpy(), got.numpy()).pvalue
-    assert p > KS_P, f"{path}: not the reference's distribution (KS p = {p:.2g}, std {s_got:.4g} vs {s_ref:.4g})"
+    assert p > KS_P, f"{path}: not the reference's law (KS p {p:.2g}, std {s_got:.4g} vs {s_ref:.4g})"
 
 
 def assert_matches_reference(reference: nn.Module, ours: nn.Module) -> None:
@@ -210,7 +212,7 @@ def test_bert_preset_matches_bertformaskedlm() -> None:
     assert_matches_reference(reference, ours)
 
 
-# ============================================================================ the presets that do not serve a layout say so
+# ======================================================================= presets that refuse a layout say so
 def test_llama_preset_on_a_hugging_face_llama_points_to_init_hf() -> None:
     model = _cases()["llama"][1]()
     before = {k: v.clone() for k, v in model.state_dict().items()}
