@@ -490,15 +490,16 @@ def test_gpt2_depth_read_from_the_model(compose_init, n_layer, with_config, sour
     report = apply_recipe(compose_init, model, "gpt2")
     check_all(model, gpt2_expected(model, n_layer=n_layer))
     assert report.totals["default"] == 0
-    assert report.sizes == {"n_layer": (n_layer, source)}
-    assert f"sizes: n_layer={n_layer} ({source})" in str(report)
+    # nanoGPT's GPTConfig has no initializer_range: GPT-2's 0.02
+    assert report.sizes == {"std": (0.02, "the preset's fixed value"), "n_layer": (n_layer, source)}
+    assert f"n_layer={n_layer} ({source})" in str(report)
 
 
 def test_gpt2_explicit_n_layer_wins_over_the_model(compose_init) -> None:
     model = GPT(n_layer=4)
     report = apply_recipe(compose_init, model, "gpt2", "init.n_layer=12")
     check_all(model, gpt2_expected(model, n_layer=12))
-    assert report.sizes == {"n_layer": (12, "init.n_layer")}
+    assert report.sizes["n_layer"] == (12, "init.n_layer")
 
 
 def test_gpt2_n_layer_interpolated_from_model_config(compose_init) -> None:

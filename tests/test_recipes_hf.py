@@ -202,14 +202,16 @@ def test_hf_on_a_model_of_no_known_family_warns_and_uses_the_default_std() -> No
 # ============================================================================ gpt2 and bert on transformers
 @pytest.mark.parametrize("n_layer", [2, 4])
 def test_gpt2_preset_matches_gpt2lmheadmodel_at_any_depth(n_layer) -> None:
-    reference, ours, report = reference_and_ours(lambda: gpt2(n_layer), "init.std=0.05", preset="gpt2")
+    reference, ours, report = reference_and_ours(lambda: gpt2(n_layer), preset="gpt2")
     assert_matches_reference(reference, ours)
-    assert report.sizes == {"n_layer": (n_layer, "model.config.n_layer")}
+    assert report.sizes == {"std": (0.05, "model.config.initializer_range"),
+                            "n_layer": (n_layer, "model.config.n_layer")}
 
 
 def test_bert_preset_matches_bertformaskedlm() -> None:
-    reference, ours, _ = reference_and_ours(bert, "init.std=0.05", preset="bert")
+    reference, ours, report = reference_and_ours(bert, preset="bert")
     assert_matches_reference(reference, ours)
+    assert report.sizes == {"std": (0.05, "model.config.initializer_range")}
 
 
 # ======================================================================= presets that refuse a layout say so
