@@ -9,8 +9,8 @@ it, so they are exactly what ``init.<knob>=...`` overrides on the command line.
 >>> "kaiming_conv" in names and "gpt2" in names
 True
 >>> info = describe_preset("gpt2")
->>> info.knobs["n_layer"], info.knobs["std"]  # n_layer null: read from the model
-(None, 0.02)
+>>> info.knobs["n_layer"], info.knobs["std"], info.sized  # null: read from the model
+(None, None, ('n_layer', 'std'))
 """
 
 from __future__ import annotations
