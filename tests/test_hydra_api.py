@@ -26,6 +26,7 @@ from torch import nn
 
 import hydra_init
 from hydra_init.integration import callbacks, job, threads
+from hydra_init.integration.recipe_schemas import RECIPE_SCHEMAS
 from hydra_plugins.hydra_init_searchpath.schema_source import HydraInitSchemaSource
 from hydra_plugins.hydra_init_searchpath.searchpath import PROVIDER, HydraInitSearchPathPlugin
 
@@ -280,7 +281,10 @@ def test_schema_source_serves_the_schemas_without_listing_them_at_the_root():
     source = HydraInitSchemaSource(provider=PROVIDER, path="hydra-init://")
     assert source.is_group("hydra_init/schema") and source.is_config("hydra_init/schema/init")
     assert not source.is_config("init/kaiming_conv") and not source.is_group("init")
-    assert source.list("hydra_init/schema", ObjectType.CONFIG) == ["init", "rule"]
+    # the core schemas plus one per recipe, listed by the source without importing hydra_init
+    assert source.list("hydra_init/schema", ObjectType.CONFIG) == sorted(["init", "rule", *RECIPE_SCHEMAS])
+    gpt2 = source.load_config("hydra_init/schema/gpt2.yaml").config
+    assert OmegaConf.get_type(gpt2) is RECIPE_SCHEMAS["gpt2"] and "n_layer" in gpt2
     assert source.list("", None) == []  # not offered as a config group in --help
     node = source.load_config("hydra_init/schema/init.yaml").config
     assert OmegaConf.get_type(node) is hydra_init.InitConfig

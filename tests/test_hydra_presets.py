@@ -26,6 +26,7 @@ from torch import nn
 
 import hydra_init
 from hydra_init.integration import conf_dir
+from hydra_init.integration.recipe_schemas import RECIPE_SCHEMAS
 
 BASE_PRESETS = [
     "kaiming_conv", "kaiming_uniform", "xavier", "xavier_uniform", "normal", "trunc_normal",
@@ -290,7 +291,8 @@ def test_every_preset_file_starts_with_its_description_and_binds_to_the_schema()
         assert first.startswith("# ") and len(first) > 20, f"{path.name}: line 1 must be '# <description>'"
         if path.parent.name == "init":
             defaults = OmegaConf.load(path).get("defaults", [])
-            assert "/hydra_init/schema/init@_here_" in defaults, f"{path.name} does not bind to the schema"
+            schemas = [f"/hydra_init/schema/{name}@_here_" for name in ("init", *RECIPE_SCHEMAS)]
+            assert any(d in defaults for d in schemas), f"{path.name} does not bind to the schema"
 
 
 def test_no_preset_relies_on_harmful_initializer_defaults():

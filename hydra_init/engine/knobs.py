@@ -46,7 +46,7 @@ __all__ = [
     "referenced_knobs",
 ]
 
-FIXED_KEYS = ("seed", "rules", "module_init_cfg")
+FIXED_KEYS = ("seed", "rules", "module_init_cfg", "sizes", "families")
 """Top-level keys of an init node that are options, not knobs."""
 
 KNOBS_USED_FIELD = "_knobs_used_"
@@ -159,13 +159,14 @@ def knobs_used_by(node: Any) -> set[str] | None:
     whose rules hold no interpolation was resolved by ``hydra.utils.instantiate``
     without the field: unknown.
     """
+    sized = set(node.get("sizes") or ())  # read by the sizes stage (engine/sizes.py) when set
     carried = carried_knobs(node.get(KNOBS_USED_FIELD))
     if carried is not None:
-        return carried
+        return carried | sized
     found = referenced_knobs(node.get("rules"))
     if not found and "_target_" in node:
         return None
-    return found
+    return found | sized
 
 
 def check_knobs(node: Any, key: str, used: set[str] | None) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from .expressions import evaluate, names_in
 from .knobs import FIXED_KEYS, check_knobs, knobs_used_by
 from .rules import SELECTOR_FIELDS, Rule, as_tuple
 from .select import check_glob
+from .sizes import Recipe, parse_recipe
 
 __all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "specialize"]
 
@@ -56,6 +57,8 @@ class ParsedConfig:
     warnings: tuple[str, ...] = ()
     key: str = "init"
     knobs: Mapping[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None
+    """Sizes read from the model and model families (:mod:`hydra_init.engine.sizes`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data: seed, options, and each rule's type, arguments and selectors.
@@ -221,7 +224,9 @@ MAX_OVERRIDE_DEPTH = 8
 """How deeply mmengine ``override`` dicts may nest."""
 
 
-def parse_rule(raw: Mapping[str, Any], key: str, label: str, depth: int = 0) -> list[Rule]:
+def parse_rule(
+    raw: Mapping[str, Any], key: str, label: str, depth: int = 0, sizes: frozenset[str] = frozenset()
+) -> list[Rule]:
     """One config mapping -> its rule, followed by the rules of its mmengine ``override``."""
     raw = {k: v for k, v in raw.items() if v is not None}
     if not _coerce(raw.get("enabled", True), bool, f"{key}.enabled"):
@@ -236,7 +241,7 @@ def parse_rule(raw: Mapping[str, Any], key: str, label: str, depth: int = 0) -> 
             valid=", ".join(valid), hint=did_you_mean(unknown[0], valid),
         )
     names = _names(raw.get("name"), f"{key}.name", globs=True)
-    expr = _expressions(raw.get("expr"), cls, names, f"{key}.expr")
+    expr = _expressions(raw.get("expr"), cls, names, f"{key}.expr", sizes)
     constant = {arg: _constant(text, f"{key}.expr.{arg}") for arg, text in expr if not names_in(text)}
     per_module = tuple((arg, text) for arg, text in expr if arg not in constant)
     # a required argument computed per module gets a stand-in here; specialize() computes it
@@ -254,21 +259,21 @@ def parse_rule(raw: Mapping[str, Any], key: str, label: str, depth: int = 0) -> 
         label=label,
         key=key,
     )
-    return [rule, *_override_rules(raw.get("override"), rule, init_args, cls, key, depth)]
+    return [rule, *_override_rules(raw.get("override"), rule, init_args, cls, key, depth, sizes)]
 
 
 _CAPTURE = re.compile(r"\{(\w+)\}")
 
 
 def _expressions(
-    raw: Any, cls: type[Action], names: tuple[str, ...], key: str
+    raw: Any, cls: type[Action], names: tuple[str, ...], key: str, sizes: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
     """Validate ``expr``: known arguments, parseable text, names captured by ``name``."""
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):
         raise InitConfigError(key, f"expected a mapping argument -> expression, got {raw!r}")
-    captured = {c for pattern in names for c in _CAPTURE.findall(pattern)}
+    captured = {c for pattern in names for c in _CAPTURE.findall(pattern)} | sizes
     args = [f.name for f in dataclasses.fields(cls)]
     out = []
     for arg, text in raw.items():
@@ -286,7 +291,8 @@ def _expressions(
             raise InitConfigError(f"{key}.{arg}", str(exc)) from None
         for name in sorted(used - captured):
             raise InitConfigError(
-                f"{key}.{arg}", f"{name!r} is not captured by any name glob of this rule",
+                f"{key}.{arg}", f"{name!r} is not captured by any name glob of this rule"
+                + (" nor a size (sizes)" if sizes else ""),
                 valid=("captures: " + ", ".join(sorted(captured))) if captured else
                 "no captures: add {" + name + "} to a name glob, e.g. layers.{" + name + "}.attn",
                 hint=did_you_mean(name, captured),
@@ -332,7 +338,8 @@ def _all_init_args() -> set[str]:
 
 
 def _override_rules(
-    override: Any, parent: Rule, parent_args: Mapping[str, Any], parent_cls: type, key: str, depth: int
+    override: Any, parent: Rule, parent_args: Mapping[str, Any], parent_cls: type, key: str, depth: int,
+    sizes: frozenset[str] = frozenset(),
 ) -> list[Rule]:
     """mmengine ``override``: nested rules for named sub-modules of the owner.
 
@@ -370,7 +377,7 @@ def _override_rules(
         # Same priority as the parent and a later order, so the override wins over it.
         item.setdefault("priority", parent.priority)
         label = f"{parent.label}.override[{item['name']}]"
-        out.extend(parse_rule(item, okey, label, depth + 1))
+        out.extend(parse_rule(item, okey, label, depth + 1, sizes))
     return out
 
 
@@ -424,7 +431,8 @@ def _parse_named_node(node: Mapping[str, Any], key: str) -> ParsedConfig:
     else:
         plain = {k: OmegaConf.to_container(v, resolve=True, enum_to_str=False) if OmegaConf.is_config(v)
                  else v for k, v in node.items()}
-    options = {k: plain[k] for k in FIXED_KEYS if k in plain}
+    sized = set(plain.get("sizes") or ())  # a size's knob is read by the sizes stage, not the rules
+    options = {k: plain[k] for k in (*FIXED_KEYS, *sorted(sized)) if k in plain}
     try:
         parsed = _parse_named(options, key)
     except InitConfigError as err:
@@ -494,6 +502,8 @@ def _mmengine_scope(
 
 
 def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
+    recipe = parse_recipe(plain, key)
+    sizes = recipe.names if recipe is not None else frozenset()
     raw_rules = plain.get("rules") or {}
     if not isinstance(raw_rules, Mapping):
         raise InitConfigError(f"{key}.rules", "expected a mapping of rule name -> rule")
@@ -503,12 +513,13 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
         if isinstance(raw, Rule):
             rules.append(_given_rule(raw, rkey, str(label)))
         elif isinstance(raw, Mapping):
-            rules.extend(parse_rule(raw, rkey, str(label)))
+            rules.extend(parse_rule(raw, rkey, str(label), sizes=sizes))
         elif raw is not None:
             raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
-    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg, key=key)
+    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg, key=key,
+                        recipe=recipe)
 
 
 def _given_rule(rule: Rule, key: str, label: str) -> Rule:

@@ -37,6 +37,7 @@ from .select import (
     torch_class_names,
 )
 from .sharding import is_dtensor
+from .sizes import Size, bind_sizes, needed_sizes, read_sizes, recognized_families
 
 __all__ = ["RESET_LABEL", "Plan", "PlanEntry", "build_plan", "has_no_storage"]
 
@@ -82,6 +83,8 @@ class Plan:
     pretrained: list[Any] = field(default_factory=list)
     aliases: dict[str, list[str]] = field(default_factory=dict)
     """Canonical path of a tied tensor -> its other names (written once, under the canonical path)."""
+    sizes: dict[str, Size] = field(default_factory=dict)  # read from the model (engine/sizes.py)
+    families: list[str] = field(default_factory=list)  # model families the config recognized
 
 
 # ----------------------------------------------------------------------------- rule collection
@@ -215,7 +218,9 @@ def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> Non
     if rule.optional:
         return
     unknown = [n for n in rule.layer if not is_known_class(n, index.class_names)]
-    if unknown:
+    # a class of another layout (Conv1D on nanoGPT) is no typo when the rule's other classes
+    # are here: then a name glob that matches nothing is the cause, reported below
+    if unknown and (len(unknown) == len(rule.layer) or not dead_globs):
         name = unknown[0]
         pool = set(index.class_names) | torch_class_names()
         raise InitConfigError(
@@ -327,14 +332,19 @@ def build_plan(
     mmengine's already-initialized subtrees.
     """
     index = ModelIndex(model)
-    rules = list(parsed.rules)
-    warnings = list(parsed.warnings)
+    families, other_families, family_notes = recognized_families(parsed.recipe, index.class_names)
+    rules = [r for r in parsed.rules if r.label not in other_families]
+    sizes = read_sizes(parsed.recipe, model, needed_sizes(rules))
+    rules = bind_sizes(rules, sizes)
+    warnings = list(parsed.warnings) + family_notes
     if parsed.module_init_cfg:
         rules += _owned_rules(index, start=len(rules), warnings=warnings)
 
     best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
-    claims: dict[str, dict[str, Rule]] = {}  # tied tensors: the rules that select them, under any name
-    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings, aliases=index.aliases)
+    claims: dict[str, dict[str, str]] = {}  # tied tensors: rule label -> what it would write there
+    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings, aliases=index.aliases,
+                sizes=sizes, families=families)
+    size_values = {name: size.value for name, size in sizes.items()}
     loaded: dict[str, Any] = {}
     selected_by: dict[str, list[str]] = {}
     for rule in rules:
@@ -366,7 +376,7 @@ def build_plan(
             )
             plan.warnings.append(f"rule {rule.label!r} {what}")
         else:
-            for pattern in sorted(dead_globs):
+            for pattern in sorted(dead_globs) if not rule.optional else ():  # optional: any may be absent
                 plan.warnings.append(f"rule {rule.label!r}: name {pattern!r} matches no module")
             for pattern in rule.exclude:
                 if not any(glob_match(_relative(p, rule.scope), pattern)
@@ -381,11 +391,11 @@ def build_plan(
                     )
         for ref, role in selected:
             if ref.path in index.aliases:
-                claims.setdefault(ref.path, {}).setdefault(rule.label, rule)
+                claims.setdefault(ref.path, {}).setdefault(rule.label, _writes(rule.init, role))
             rank = rule.rank()
             current = best.get(ref.path)
             if current is None or rank > current[0]:
-                best[ref.path] = (rank, rule, role, captures.get(ref.module_path, {}))
+                best[ref.path] = (rank, rule, role, {**size_values, **captures.get(ref.module_path, {})})
 
     plan.warnings.extend(shadowed_rule_warnings(selected_by, loaded))
     fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
@@ -430,18 +440,31 @@ def shadowed_rule_warnings(selected_by: dict[str, list[str]], loaded: dict[str, 
     return out
 
 
-def _tied_warnings(claims: dict[str, dict[str, Rule]], best: dict[str, tuple],
+def _writes(init: Action, role: str) -> str:
+    """What a rule writes into a parameter, for comparing claims: a constant, or a random draw."""
+    if not isinstance(init, Initializer):
+        return init.describe()
+    if role == BIAS:
+        return f"constant {init.bias_value:g}"
+    try:
+        draw = init.draw(torch.Size([2, 2]))
+    except (ValueError, RuntimeError, TypeError):
+        return init.describe()
+    return f"constant {draw.value:g}" if isinstance(draw, FillDraw) else init.describe()
+
+
+def _tied_warnings(claims: dict[str, dict[str, str]], best: dict[str, tuple],
                    aliases: dict[str, list[str]]) -> list[str]:
-    """A tied tensor is written once: two different drawing rules claiming it is worth a warning."""
+    """A tied tensor is written once: two rules drawing it differently is worth a warning."""
     out = []
-    for path, by_label in claims.items():
-        drawing = {label: r for label, r in by_label.items() if isinstance(r.init, Initializer)}
-        if len({r.init.describe() for r in drawing.values()}) < 2 or path not in best:
+    for path, writes in claims.items():
+        distinct = set(writes.values())
+        if len(distinct) < 2 or all(w.startswith("constant ") for w in distinct) or path not in best:
             continue
         winner = best[path][1].label
         names = ", ".join([path, *aliases[path]])
         out.append(
-            f"tied tensor {names} is claimed by rules {', '.join(sorted(drawing))}; it is written once, "
+            f"tied tensor {names} is claimed by rules {', '.join(sorted(writes))}; it is written once, "
             f"by {winner!r} (highest priority, then depth, then the later rule)"
         )
     return out

@@ -89,6 +89,10 @@ class InitReport:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     not_loaded: dict[str, str] = field(default_factory=dict)
     """Parameter path -> why a Pretrained rule targeting it did not load it."""
+    sizes: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    """Size name -> (value, where it came from): read from the model or set (engine/sizes.py)."""
+    families: list[str] = field(default_factory=list)
+    """The model families the config recognized (its ``families``)."""
 
     @classmethod
     @without_gc
@@ -140,7 +144,8 @@ class InitReport:
         checkpoints = [{**p.to_dict(), "loaded": taken[id(p.rule)]} for p in plan.pretrained]
         not_loaded = {r.path: r.detail for r in records if r.path in not_loaded and r.source != "pretrained"}
         warnings = list(plan.warnings) + _left_at_default_warnings(records, not_loaded)
-        return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded)
+        sizes = {name: (size.value, size.source) for name, size in plan.sizes.items()}
+        return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded, sizes, plan.families)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -196,6 +201,9 @@ class InitReport:
             "rules": self.rules,
             "warnings": self.warnings,
             "checkpoints": self.checkpoints,
+            **({"sizes": {k: {"value": v, "source": src} for k, (v, src) in self.sizes.items()}}
+               if self.sizes else {}),
+            **({"families": self.families} if self.families else {}),
             **({"pretrained": {**self.pretrained_totals, "not_loaded": self.not_loaded}}
                if self.checkpoints else {}),
             "params": [
@@ -234,7 +242,7 @@ class InitReport:
             rows.append((source, rule, init, str(len(recs)),
                          f"{sum(r.numel for r in recs):,}", examples))
         widths = [min(max(len(r[i]) for r in rows), 80) for i in range(5)]
-        lines = [head]
+        lines = [head, *_recipe_lines(self)]
         for row in rows:
             cells = [row[i][: widths[i]].ljust(widths[i]) if i < 3 else row[i].rjust(widths[i])
                      for i in range(5)]
@@ -258,6 +266,13 @@ class InitReport:
 
 # ----------------------------------------------------------------------------- pretrained
 _INITIALIZED = ("rule", "reset", "custom")
+
+
+def _recipe_lines(report: InitReport) -> list[str]:
+    out = [f"  family: {', '.join(report.families)}"] if report.families else []
+    if report.sizes:
+        out.append("  sizes: " + ", ".join(f"{k}={v:g} ({src})" for k, (v, src) in report.sizes.items()))
+    return out
 
 
 def _not_loaded(plan: Plan) -> dict[str, str]:

@@ -9,8 +9,8 @@ it, so they are exactly what ``init.<knob>=...`` overrides on the command line.
 >>> "kaiming_conv" in names and "gpt2" in names
 True
 >>> info = describe_preset("gpt2")
->>> info.knobs["n_layer"], info.knobs["std"]
-(12, 0.02)
+>>> info.knobs["n_layer"], info.knobs["std"], info.sized  # null: read from the model
+(None, None, ('n_layer', 'std'))
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class PresetInfo:
     path: Path
     knobs: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    sized: tuple[str, ...] = ()
+    """Knobs read from the model when null (the preset's ``sizes``)."""
 
 
 def preset_dir() -> Path:
@@ -127,7 +129,7 @@ def knobs_of(init: DictConfig) -> dict[str, Any]:
     the preset leaves for the user to set (``init=pretrained`` needs ``init.checkpoint``).
     """
     rules = repr(OmegaConf.to_container(init.rules, resolve=False)) if "rules" in init else ""
-    used = set(_REFERENCE.findall(rules)) & KNOBS
+    used = (set(_REFERENCE.findall(rules)) | set(init.get("sizes") or ())) & KNOBS
     out: dict[str, Any] = {}
     for name in ["seed", *sorted(used)]:
         value = OmegaConf.select(init, name, throw_on_missing=False)
@@ -148,10 +150,14 @@ def describe_preset(name: str) -> PresetInfo:
         )
     try:
         init = compose([f"+init={name}"]).init
-        knobs, error = knobs_of(init), ""
+        knobs, error, sized = knobs_of(init), "", _sized(init)
     except Exception as exc:  # a broken preset is listed with its error, not fatal for the listing
-        knobs, error = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return PresetInfo(name, description(path), path, knobs, error)
+        knobs, error, sized = {}, f"{type(exc).__name__}: {exc}".splitlines()[0], ()
+    return PresetInfo(name, description(path), path, knobs, error, sized)
+
+
+def _sized(init: DictConfig) -> tuple[str, ...]:
+    return tuple(sorted(init.get("sizes") or ()))
 
 
 def list_presets() -> list[PresetInfo]:
@@ -170,16 +176,18 @@ def list_presets() -> list[PresetInfo]:
     directory = preset_dir()
     return [
         PresetInfo(name, description(directory / f"{name}.yaml"), directory / f"{name}.yaml",
-                   knobs_of(together[name]))
+                   knobs_of(together[name]), sized=_sized(together[name]))
         for name in names
     ]
 
 
-def _knob_text(knobs: dict[str, Any]) -> str:
-    def text(v: Any) -> str:
-        return "null (set it)" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+def _knob_text(knobs: dict[str, Any], sized: Sequence[str] = ()) -> str:
+    def text(k: str, v: Any) -> str:
+        if v is None:
+            return "null (from the model)" if k in sized else "null (set it)"
+        return str(v).lower() if isinstance(v, bool) else str(v)
 
-    return " ".join(f"{k}={text(v)}" for k, v in knobs.items()) or "-"
+    return " ".join(f"{k}={text(k, v)}" for k, v in knobs.items()) or "-"
 
 
 def format_presets(presets: Sequence[PresetInfo], rules: Sequence[str] = ()) -> str:
@@ -191,7 +199,7 @@ def format_presets(presets: Sequence[PresetInfo], rules: Sequence[str] = ()) -> 
         if p.error:
             lines.append(f"  {''.ljust(width)}cannot be composed: {p.error}")
         else:
-            lines.append(f"  {''.ljust(width)}knobs: {_knob_text(p.knobs)}")
+            lines.append(f"  {''.ljust(width)}knobs: {_knob_text(p.knobs, p.sized)}")
     if rules:
         lines.append("")
         lines.append("single rules (add to any preset with +init/rules=[<name>,...]):")

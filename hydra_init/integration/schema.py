@@ -30,7 +30,7 @@ from typing import Any, Optional
 from ..engine.rules import SELECTOR_FIELDS
 from ..initializers import REGISTRY, BoundUnit, Distribution, FanMode, Nonlinearity
 
-__all__ = ["KNOBS", "SELECTOR_FIELDS", "InitConfig", "RuleConfig", "initializer_fields"]
+__all__ = ["KNOBS", "RECIPE_SCHEMAS", "SELECTOR_FIELDS", "InitConfig", "RuleConfig", "initializer_fields"]
 
 
 
@@ -110,19 +110,14 @@ class InitConfig:
     bias_prob: Optional[float] = None  # noqa: UP045
     checkpoint: Optional[str] = None  # noqa: UP045
     prefix: Optional[str] = None  # noqa: UP045
-    # knobs of the model-family recipes (conf/init/<recipe>.yaml, docs/recipes.md)
-    zero_init_residual: Optional[bool] = None  # noqa: UP045  # resnet: zero each block's last BN scale
-    head_bias: Optional[float] = None  # noqa: UP045  # vit_jax: classifier head bias (timm head_bias)
-    n_layer: Optional[int] = None  # noqa: UP045  # gpt2: depth in 0.02/sqrt(2*n_layer) for c_proj
-    dim: Optional[int] = None  # noqa: UP045  # llama: model width, output projection std dim**-0.5
-    cls_head: Optional[str] = None  # noqa: UP045  # retinanet_head: module glob of the class logits
-    policy_head: Optional[str] = None  # noqa: UP045  # rl_orthogonal: module glob of the policy output
-    value_head: Optional[str] = None  # noqa: UP045  # rl_orthogonal: module glob of the value output
-    policy_gain: Optional[float] = None  # noqa: UP045  # rl_orthogonal: policy head gain (0.01)
-    value_gain: Optional[float] = None  # noqa: UP045  # rl_orthogonal: value head gain (1.0)
+    # sizes read from the model and families recognized by class (hydra_init.engine.sizes)
+    sizes: Optional[dict[str, Any]] = None  # noqa: UP045
+    families: Optional[dict[str, Any]] = None  # noqa: UP045
 
+
+from .recipe_schemas import RECIPE_SCHEMAS  # noqa: E402  (the recipes' schemas extend InitConfig)
 
 KNOBS: frozenset[str] = frozenset(
-    f.name for f in dataclasses.fields(InitConfig)
-) - {"_target_", "_knobs_used_", "seed", "rules", "module_init_cfg"}
-"""Preset-level knobs: values that rules interpolate."""
+    f.name for schema in (InitConfig, *RECIPE_SCHEMAS.values()) for f in dataclasses.fields(schema)
+) - {"_target_", "seed", "rules", "module_init_cfg", "sizes", "families", "_knobs_used_"}
+"""Preset-level knobs: values that rules interpolate (the core's and every recipe's)."""

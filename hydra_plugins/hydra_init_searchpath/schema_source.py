@@ -20,6 +20,8 @@ from hydra.plugins.config_source import ConfigResult, ConfigSource
 GROUP = "hydra_init/schema"
 SCHEMAS = {"init": "InitConfig", "rule": "RuleConfig"}
 """Config name in :data:`GROUP` -> class name in ``hydra_init.integration.schema``."""
+RECIPES = ("gpt2", "hf", "llama", "resnet", "retinanet_head", "rl_orthogonal", "vit")
+"""Recipe schemas (``hydra_init.integration.recipe_schemas.RECIPE_SCHEMAS``), listed without importing it."""
 
 
 class HydraInitSchemaSource(ConfigSource):
@@ -37,10 +39,11 @@ class HydraInitSchemaSource(ConfigSource):
         from omegaconf import OmegaConf
 
         group, _, name = self._name(config_path).rpartition("/")
-        if group != GROUP or name not in SCHEMAS:
+        if group != GROUP or name not in (*SCHEMAS, *RECIPES):
             raise ValueError(f"hydra-init:// has no config {config_path!r}")
         schema = importlib.import_module("hydra_init.integration.schema")
-        node = OmegaConf.structured(getattr(schema, SCHEMAS[name]))
+        cls = schema.RECIPE_SCHEMAS[name] if name in RECIPES else getattr(schema, SCHEMAS[name])
+        node = OmegaConf.structured(cls)
         return ConfigResult(
             config=node, path=self.full_path(), provider=self.provider, header={"package": None}
         )
@@ -54,12 +57,12 @@ class HydraInitSchemaSource(ConfigSource):
 
     def is_config(self, config_path: str) -> bool:
         group, _, name = self._name(config_path).rpartition("/")
-        return group == GROUP and name in SCHEMAS
+        return group == GROUP and name in (*SCHEMAS, *RECIPES)
 
     def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
         path = self._name(config_path)
         groups = {"hydra_init": ["schema"]}.get(path, [])
-        configs = sorted(SCHEMAS) if path == GROUP else []
+        configs = sorted((*SCHEMAS, *RECIPES)) if path == GROUP else []
         out = []
         if results_filter in (None, ObjectType.GROUP):
             out += groups
