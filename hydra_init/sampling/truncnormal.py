@@ -19,11 +19,13 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .draws import TruncNormalDraw
+if TYPE_CHECKING:
+    from .draws import TruncNormalDraw
 
 __all__ = ["trunc_normal_", "trunc_plan"]
 
