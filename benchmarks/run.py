@@ -36,12 +36,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from cases import CASES, Case, mmengine_version  # noqa: E402
 from comparators import limit, timm_trunc_normal_  # noqa: E402
@@ -197,6 +199,67 @@ def draw_table(numel: int, reps: int, results: Results, draws: list = DRAWS) -> 
             f"| {name} | {method} | {rate('limit')} | {rate('ours')} | {ours / times['limit']:.2f}x "
             f"| {rate('single')} | {rate('timm')} | {rate('torch')} |"
         )
+    return rows
+
+
+# ----------------------------------------------------------------------------- where the time goes
+def profile_table(tiles: int, results: Results) -> list[str]:
+    """The ±2 std truncated-normal tile, step by step (thread CPU time, one thread).
+
+    The steps are the sampler's own, replayed here in order with the same calls,
+    and the replayed tile is checked to equal the sampler's bit for bit.
+    """
+    from hydra_init.sampling.generators import generator
+    from hydra_init.sampling.keys import TILE, tile_seed
+
+    draw = sampling.TruncNormalDraw(0.0, 0.02, -0.04, 0.04)
+    plan = trunc_plan(-2.0, 2.0)
+    cpu = torch.device("cpu")
+    z, spent = torch.empty(TILE), {}
+
+    def step(name: str, start: float) -> float:
+        now = time.thread_time()
+        spent[name] = spent.get(name, 0.0) + now - start
+        return now
+
+    def replay(i: int) -> None:
+        seed = tile_seed(12345, i)
+        t = time.thread_time()
+        gen = generator(cpu, seed)
+        t = step("seed the tile's generator", t)
+        z.normal_(generator=gen)
+        t = step("`normal_` (torch's kernel: the limit)", t)
+        a = z.numpy()
+        rejected = (a < plan.lo) | (a > plan.hi)
+        t = step("bounds mask", t)
+        pending = np.flatnonzero(rejected)
+        t = step("positions of rejected values (`flatnonzero`)", t)
+        while len(pending):
+            wanted = len(pending)
+            candidate = torch.empty(int(wanted / plan.acceptance * 1.1) + 16)
+            candidate.normal_(generator=gen)
+            c = candidate.numpy()
+            kept = c[~((c < plan.lo) | (c > plan.hi))][:wanted]
+            a[pending[: len(kept)]] = kept
+            pending = pending[len(kept):]
+        t = step("redraw the rejected values", t)
+        z.mul_(draw.std).clamp_(draw.a, draw.b)
+        t = step("scale and clamp", t)
+        if i == 0:
+            reference = torch.empty(TILE)
+            draw.fill_tile(reference, generator(cpu, seed))
+            assert torch.equal(reference, z), "the replayed tile differs from the sampler's"
+
+    with ThreadPoolExecutor(max_workers=1) as worker:  # a worker thread, as the sampler's tiles run
+        worker.submit(lambda: [replay(i) for i in range(tiles)]).result()
+    total = sum(spent.values())
+    results["profile/normal_share"] = spent["`normal_` (torch's kernel: the limit)"] / total
+    rows = [f"One ±2 std tile ({TILE:,} float32 values), thread CPU time per step, summed over {tiles} tiles "
+            "(the replay is checked bit for bit against the sampler):", "",
+            "| step | µs per tile | share |", "|---|---:|---:|"]
+    for name, seconds in spent.items():
+        rows.append(f"| {name} | {seconds / tiles * 1e6:.0f} | {seconds / total:.0%} |")
+    rows.append(f"| total | {total / tiles * 1e6:.0f} | 100% |")
     return rows
 
 
@@ -398,7 +461,7 @@ def header(args: argparse.Namespace) -> list[str]:
     ]
 
 
-SECTIONS = ("models", "draws", "overhead", "shards", "meta", "gpu")
+SECTIONS = ("models", "draws", "profile", "overhead", "shards", "meta", "gpu")
 
 
 def write_blocks(text: dict[str, str]) -> None:
@@ -431,6 +494,9 @@ def main(argv: list[str] | None = None) -> None:
         draws = DRAWS[:3] if args.quick else DRAWS
         numel = 1 << (16 if args.quick else 24)
         sections["draws"] = ("Samplers", draw_table(numel, args.reps, results, draws))
+    if "profile" not in args.skip:
+        tiles = 20 if args.quick else 400
+        sections["profile"] = ("Where the truncated-normal time goes", profile_table(tiles, results))
     if "overhead" not in args.skip:
         sections["overhead"] = ("Per-parameter overhead", overhead_table(size, min(args.reps, 3), results))
     if "shards" not in args.skip:
