@@ -464,9 +464,12 @@ def header(args: argparse.Namespace) -> list[str]:
 SECTIONS = ("models", "draws", "profile", "overhead", "shards", "meta", "gpu")
 
 
-def write_blocks(text: dict[str, str]) -> None:
+DOCS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
+
+
+def write_blocks(text: dict[str, str], paths: tuple[Path, ...] = DOCS) -> None:
     """Replace ``<!-- bench:NAME -->`` ... ``<!-- /bench:NAME -->`` blocks in the README and docs."""
-    for path in (ROOT / "README.md", ROOT / "docs" / "performance.md"):
+    for path in paths:
         content = path.read_text()
         for name, body in text.items():
             pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.DOTALL)
