@@ -278,8 +278,7 @@ def _overhead_rules(count: int) -> dict:
     return {"seed": 0, "rules": chosen}
 
 
-def _dry_run_seconds(tensors: int, rules: int, reps: int) -> tuple[float, int]:
-    model = many_tensors(tensors)
+def _dry_run_seconds(model: torch.nn.Module, rules: int, reps: int) -> tuple[float, int]:
     count = sum(1 for _ in model.parameters())
     cfg = _overhead_rules(rules)
     best = float("inf")
@@ -292,7 +291,7 @@ def _dry_run_seconds(tensors: int, rules: int, reps: int) -> tuple[float, int]:
 
 def overhead_table(size: str, reps: int, results: Results) -> list[str]:
     target = 240_000 if size == "full" else 2_400
-    seconds, count = _dry_run_seconds(target, 4, reps)
+    seconds, count = _dry_run_seconds(many_tensors(target), 4, reps)
     results["dry_run/us"] = seconds / count * 1e6
     results["dry_run/s"] = seconds
     rows = [
@@ -308,9 +307,9 @@ def overhead_table(size: str, reps: int, results: Results) -> list[str]:
     rows.append("| parameter tensors | " + " | ".join(f"{r} rule{'s' * (r > 1)}" for r in rule_counts) + " |")
     rows.append("|---:|" + "---:|" * len(rule_counts))
     for n in sizes:
-        cells = []
+        cells, model = [], many_tensors(n)
         for r in rule_counts:
-            secs, count = _dry_run_seconds(n, r, reps if n <= 10**5 else 1)
+            secs, count = _dry_run_seconds(model, r, reps if n <= 10**5 else 1)
             cells.append(f"{secs / count * 1e6:.1f} µs ({secs:.2f} s)")
         rows.append(f"| {count:,} | " + " | ".join(cells) + " |")
         print(rows[-1], file=sys.stderr, flush=True)
