@@ -1,4 +1,4 @@
-"""Exact truncated-normal sampling at about the cost of one normal draw, whatever the bounds.
+"""Exact truncated-normal sampling, with the cheapest exact method for each interval.
 
 ``N(mean, std^2)`` conditioned on ``[a, b]`` (the distribution of
 ``torch.nn.init.trunc_normal_``). :func:`trunc_plan` picks, per interval, the
@@ -38,7 +38,8 @@ _ICDF_MIN_TAIL = 1e-9
 _ICDF_TAIL_START = 5.997807015007686
 _NO_UNDERFLOW = 1e-20  # |z| > 1e-13 for every nonzero draw, so |z * std| stays a normal float
 _EXP_ONLY_BEYOND = 30.0  # standard units; beyond, erfc underflows and exp acceptance is ~1
-# Costs in normal draws, measured on CPU (see docs/performance.md): normal proposals
+# Relative costs in normal draws (CPU estimates that choose the method; they are part of
+# the value format, since the method decides the values): normal proposals
 # cost _COST_NORMAL for the first round plus _COST_REDRAW per redrawn element.
 _COST_NORMAL, _COST_REDRAW, _COST_ICDF, _COST_EXP = 1.2, 2.0, 2.0, 2.4
 
