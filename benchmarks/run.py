@@ -289,7 +289,7 @@ def _dry_run_seconds(model: torch.nn.Module, rules: int, reps: int) -> tuple[flo
     return best, count
 
 
-def overhead_table(size: str, reps: int, results: Results) -> list[str]:
+def overhead_table(size: str, reps: int, results: Results, curve_max: int = 10**6) -> list[str]:
     target = 240_000 if size == "full" else 2_400
     seconds, count = _dry_run_seconds(many_tensors(target), 4, reps)
     results["dry_run/us"] = seconds / count * 1e6
@@ -302,7 +302,7 @@ def overhead_table(size: str, reps: int, results: Results) -> list[str]:
         f"{reps} up to 10⁵ tensors, one run above):",
         "",
     ]
-    sizes = [10**3, 10**4, 10**5, 10**6] if size == "full" else [10**2]
+    sizes = [n for n in (10**3, 10**4, 10**5, 10**6) if n <= curve_max] if size == "full" else [10**2]
     rule_counts = [1, 4, 16] if size == "full" else [1, 4]
     rows.append("| parameter tensors | " + " | ".join(f"{r} rule{'s' * (r > 1)}" for r in rule_counts) + " |")
     rows.append("|---:|" + "---:|" * len(rule_counts))
@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="timed runs per measurement (default 5, quick 1)")
     parser.add_argument("--cases", nargs="*", help="only the model cases whose names contain these words")
     parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
+    parser.add_argument("--curve-max", type=int, default=10**6,
+                        help="largest model of the overhead curve, in parameter tensors (default 10^6)")
     parser.add_argument("--write", action="store_true",
                         help="replace the generated blocks of README.md and docs/performance.md")
     args = parser.parse_args(argv)
@@ -500,7 +502,8 @@ def main(argv: list[str] | None = None) -> None:
         tiles = 20 if args.quick else 400
         sections["profile"] = ("Where the truncated-normal time goes", profile_table(tiles, results))
     if "overhead" not in args.skip:
-        sections["overhead"] = ("Per-parameter overhead", overhead_table(size, min(args.reps, 3), results))
+        sections["overhead"] = ("Per-parameter overhead",
+                                overhead_table(size, min(args.reps, 3), results, args.curve_max))
     if "shards" not in args.skip:
         sections["shards"] = ("Tensor-parallel shards", shard_table(size, results))
     if "meta" not in args.skip:
