@@ -1,8 +1,10 @@
 """The benchmark cases: one model, one recipe, written three ways.
 
-For each case: the hydra_init config, a hand-written torch loop doing the same
-init, and the mmengine equivalent. ``check`` verifies after every run that the
-result is the recipe (so the three columns time the same work).
+For each case: the hydra_init config, the torch loop a user would write instead
+(each tensor written once, tied tensors once, timm's truncated-normal algorithm
+for ViTs), and the mmengine equivalent. ``check`` verifies after every run that
+the result is the recipe (so the columns time the same work); ``drawn`` counts
+the random values the recipe draws (for the limit column).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from models import deep_stack, gpt2_small, many_small, resnet50, vit_base
+from comparators import timm_trunc_normal_
+from models import deep_stack, gpt2_small, many_small, resnet50, resnet152, vit_base
 from torch import nn
 
 __all__ = ["CASES", "Case", "mmengine_version"]
@@ -68,6 +71,14 @@ def _close(value: float, target: float, rel: float, what: str) -> None:
         raise AssertionError(f"{what}: {value:.5g}, expected {target:.5g} (±{rel:.0%})")
 
 
+def _numel(tensors) -> int:
+    return sum({id(t): t.numel() for t in tensors}.values())  # tied tensors once
+
+
+def _weights(*classes: type[nn.Module]) -> Callable[[nn.Module], int]:
+    return lambda model: _numel(m.weight for m in model.modules() if isinstance(m, classes))
+
+
 def _std(tensors) -> float:
     values = torch.cat([t.detach().flatten().double() for t in tensors])
     return float(values.std())
@@ -84,6 +95,8 @@ class Case:
     mm: Callable[[nn.Module], None] | None
     check: Callable[[nn.Module], None]
     kind: str  # the distribution, for the targets: "trunc_normal", "normal", "nested", "small"
+    drawn: Callable[[nn.Module], int]  # random values the recipe draws (constants excluded)
+    loop_label: str = "torch loop"
     mm_build: Callable[[str], nn.Module] | None = None  # a model mmengine can init (BaseModule)
 
 
@@ -95,14 +108,21 @@ VIT_CFG = {"seed": 0, "rules": {
 }}
 
 
-def vit_loop(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+def _vit_loop(trunc_normal_: Callable[..., torch.Tensor]) -> Callable[[nn.Module], None]:
+    def loop(model: nn.Module) -> None:
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    return loop
+
+
+vit_loop = _vit_loop(timm_trunc_normal_)  # what ViT code runs (timm's, mmengine's algorithm)
+vit_torch_loop = _vit_loop(nn.init.trunc_normal_)  # torch's own sampler, for reference
 
 
 def vit_check(model: nn.Module) -> None:
@@ -154,14 +174,21 @@ GPT_CFG = {"seed": 0, "rules": {
 }}
 
 
-def gpt_loop(model: nn.Module) -> None:  # nanoGPT's _init_weights
+def gpt_loop(model: nn.Module) -> None:
+    """nanoGPT's ``_init_weights``, writing the tied embedding / head weight once."""
+    seen: set[int] = set()
+
+    def once(t: torch.Tensor) -> bool:
+        new = id(t) not in seen
+        seen.add(id(t))
+        return new
+
     for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            if m.bias is not None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            if once(m.weight):
+                nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -181,22 +208,25 @@ GPT_MM = [
 
 # ----------------------------------------------------------------------------- deep stack
 def deep_loop(model: nn.Module) -> None:
-    """What the nested configs say, written as loops: outer rules, then each level's own."""
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
-    vit_loop(model)  # the second level: the ViT recipe
+    """What the nested configs resolve to, written as a loop that writes each tensor once.
+
+    Attention Linears: Xavier (the innermost init_cfg); other Linears of even blocks:
+    Kaiming; of odd blocks: the root's last Linear rule, a truncated normal (timm's
+    algorithm); LayerNorms: ones; biases: zeros.
+    """
     for i, block in enumerate(model.blocks):
-        if i % 2 == 0:
-            for m in block.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                    nn.init.zeros_(m.bias)
         for m in block.attn.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_normal_(m.weight)
                 nn.init.zeros_(m.bias)
+        for m in (block.fc1, block.fc2):
+            if i % 2 == 0:
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                timm_trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
+            nn.init.zeros_(m.bias)
+        nn.init.ones_(block.norm.weight)
+        nn.init.zeros_(block.norm.bias)
 
 
 def deep_check(model: nn.Module) -> None:
@@ -232,19 +262,25 @@ def _deep_mm_build(size: str) -> nn.Module:
     return deep_stack(BaseModule, size, ModuleList)
 
 
+VIT_MM = _mm_initialize([
+    {"type": "TruncNormal", "layer": "Linear", "std": 0.02, "a": -0.04, "b": 0.04, "bias": 0.0},
+    {"type": "Constant", "layer": "LayerNorm", "val": 1.0, "bias": 0.0},
+])
+
 CASES = [
-    Case("ViT-Base/16, trunc normal ±2 std", vit_base, VIT_CFG, vit_loop,
-         _mm_initialize([{"type": "TruncNormal", "layer": "Linear", "std": 0.02, "a": -0.04, "b": 0.04,
-                          "bias": 0.0},
-                         {"type": "Constant", "layer": "LayerNorm", "val": 1.0, "bias": 0.0}]),
-         vit_check, "trunc_normal"),
+    Case("ViT-Base/16, trunc normal ±2 std", vit_base, VIT_CFG, vit_loop, VIT_MM, vit_check,
+         "trunc_normal", _weights(nn.Linear), loop_label="timm-style loop"),
+    Case("ViT-Base/16, vs torch's trunc_normal_", vit_base, VIT_CFG, vit_torch_loop, None, vit_check,
+         "trunc_normal_torch", _weights(nn.Linear), loop_label="`nn.init.trunc_normal_` loop"),
     Case("ResNet-50, kaiming_conv", resnet50, RESNET_CFG, resnet_loop, _mm_initialize(RESNET_MM),
-         resnet_check, "normal"),
+         resnet_check, "kaiming", _weights(nn.Conv2d, nn.Linear)),
+    Case("ResNet-152, kaiming_conv", resnet152, RESNET_CFG, resnet_loop, _mm_initialize(RESNET_MM),
+         resnet_check, "kaiming", _weights(nn.Conv2d, nn.Linear)),
     Case("GPT-2 small, normal 0.02", gpt2_small, GPT_CFG, gpt_loop, _mm_initialize(GPT_MM),
-         gpt_check, "normal"),
+         gpt_check, "normal", _weights(nn.Linear, nn.Embedding)),
     Case("deep stack, overlapping + nested init_cfg", lambda size: deep_stack(nn.Module, size), None,
-         deep_loop, _mm_init_weights, deep_check, "nested", mm_build=_deep_mm_build),
+         deep_loop, _mm_init_weights, deep_check, "nested", _weights(nn.Linear), mm_build=_deep_mm_build),
     Case("10,000 small parameters", many_small, SMALL_CFG, small_loop,
          _mm_initialize({"type": "Normal", "layer": "Linear", "std": 0.02, "bias": 0.0}),
-         small_check, "small"),
+         small_check, "small", _weights(nn.Linear)),
 ]

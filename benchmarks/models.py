@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["deep_stack", "gpt2_small", "lm", "many_small", "resnet50", "vit_base"]
+__all__ = ["deep_stack", "gpt2_small", "lm", "many_small", "many_tensors", "resnet50", "resnet152",
+           "vit_base"]
 
 
 # ----------------------------------------------------------------------------- ViT-Base/16
@@ -97,6 +98,11 @@ class ResNet(nn.Module):
 def resnet50(size: str = "full") -> nn.Module:
     """ResNet-50: 25.6M parameters (quick: one block per stage, width 8)."""
     return ResNet((3, 4, 6, 3)) if size == "full" else ResNet((1, 1, 1, 1), width=8, classes=10)
+
+
+def resnet152(size: str = "full") -> nn.Module:
+    """ResNet-152: 60.2M parameters, ResNet-50's layer shapes, more blocks (quick: as resnet50)."""
+    return ResNet((3, 8, 36, 3)) if size == "full" else ResNet((1, 2, 1, 1), width=8, classes=10)
 
 
 # ----------------------------------------------------------------------------- GPT-2
@@ -191,3 +197,21 @@ def deep_stack(
 def many_small(size: str = "full") -> nn.Module:
     """10,000 small parameters: 5,000 ``Linear(8, 8)`` (quick: 500 parameters)."""
     return nn.Sequential(*(nn.Linear(8, 8) for _ in range(5000 if size == "full" else 250)))
+
+
+# ----------------------------------------------------------------------------- many parameter tensors
+class TinyBlock(nn.Module):
+    """Seven parameter tensors of four module classes (Linear, LayerNorm, Embedding, Conv1d)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+        self.emb = nn.Embedding(4, 4)
+        self.conv = nn.Conv1d(2, 2, 1)
+
+
+def many_tensors(tensors: int) -> nn.Module:
+    """About ``tensors`` parameter tensors on the meta device (blocks of seven; planning cost only)."""
+    with torch.device("meta"):
+        return nn.ModuleList(TinyBlock() for _ in range(max(1, round(tensors / 7))))

@@ -25,6 +25,10 @@ from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 import hydra_init
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import custom_draws  # noqa: E402
+
+custom_draws.register()
 
 
 def load_example():
@@ -68,12 +72,19 @@ RULES = {
 }
 CFG = {"seed": 7, "rules": RULES}
 
+# Custom initializers bringing their own draws (tests/custom_draws.py), on shards.
+CUSTOM_PLACEMENTS = {"big.weight": Shard(0), "cols.weight": Shard(1), "orth.weight": Shard(0)}
+CUSTOM_CFG = {"seed": 3, "rules": {
+    "lap": {"type": "TestLaplace", "name": ["big", "cols"], "scale": 0.5},
+    "perm": {"type": "TestSignedPermutation", "name": "orth", "gain": 2.0},
+}}
 
-def placed_model(world_size: int) -> Placed:
+
+def placed_model(world_size: int, placements: dict | None = None) -> Placed:
     """A Placed model whose parameters are DTensors (values left uninitialized)."""
     mesh = init_device_mesh("cpu", (world_size,))
     model = Placed()
-    for path, placement in PLACEMENTS.items():
+    for path, placement in (placements or PLACEMENTS).items():
         owner, name = path.rsplit(".", 1)
         module = model.get_submodule(owner)
         full = torch.full(getattr(module, name).shape, float("nan"))
@@ -95,6 +106,9 @@ def rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
         model = placed_model(world_size)
         hydra_init.apply(model, CFG, log=False)
         results["placed"] = example.full_state(model)
+        model = placed_model(world_size, CUSTOM_PLACEMENTS)
+        hydra_init.apply(model, CUSTOM_CFG, log=False)
+        results["custom"] = example.full_state(model)
         torch.manual_seed(100 + rank)  # ranks disagree; the engine must agree on one seed
         model = placed_model(world_size)
         report = hydra_init.apply(model, {"rules": RULES}, log=False)

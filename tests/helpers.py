@@ -141,5 +141,6 @@ def python_blocks(relative: str) -> list[str]:
 
 
 def run_block(relative: str, blocks: list[str], index: int) -> None:
-    """Run one block in a fresh namespace (call it from a test that chdir-ed to a tmp dir)."""
-    exec(compile(blocks[index], f"{relative}[python block {index}]", "exec"), {"__name__": "doc"})
+    """Run one block in a fresh namespace, compiled as a script (no inherited future flags)."""
+    code = compile(blocks[index], f"{relative}[python block {index}]", "exec", dont_inherit=True)
+    exec(code, {"__name__": "doc"})

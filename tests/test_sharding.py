@@ -63,6 +63,16 @@ def test_shard_replicate_and_uneven_placements_match_single_process(gathered, wo
 
 
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
+def test_custom_draws_on_shards_match_single_process(gathered, world_size):
+    """A user's Draw subclasses (elementwise on Shard(0)/Shard(1), whole-tensor on Shard(0))."""
+    single = worker.Placed()
+    hydra_init.apply(single, worker.CUSTOM_CFG, log=False)
+    got = gathered[world_size]["custom"]
+    for path in worker.CUSTOM_PLACEMENTS:
+        assert torch.equal(single.get_parameter(path), got[path]), path
+
+
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
 def test_without_a_seed_all_ranks_use_rank_zeros_seed(gathered, world_size):
     seeds = gathered[world_size]["unseeded_seeds"]
     assert len(set(seeds)) == 1

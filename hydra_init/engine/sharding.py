@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..sampling import Draw, FillDraw, Job, materialize
+from ..sampling import Draw, Job, materialize
 
 __all__ = [
     "agree_on_seed",
@@ -122,7 +122,7 @@ def sharded_work(param: torch.Tensor, draw: Draw, key: int) -> tuple[list[Job], 
         local, offset, shape = block
         if local.numel() == 0:
             return [], []
-        if isinstance(draw, FillDraw):
+        if draw.constant:  # the same value everywhere: any block shape will do
             return [Job(local, draw, 0, numel)], []
         start = _flat_range(global_shape, offset, shape)
         if draw.elementwise and start is not None and local.is_contiguous():

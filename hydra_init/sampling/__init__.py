@@ -29,7 +29,8 @@ matches the same range of a full draw bit for bit.
 
 Truncated normals (:mod:`hydra_init.sampling.truncnormal`) are exact (the distribution of
 ``torch.nn.init.trunc_normal_``: a normal conditioned on ``[a, b]``) and cost
-about one to three normal draws whatever the bounds: wide intervals reject and
+a small multiple of one normal draw, depending on the interval (``make bench``
+measures each method against the limit): wide intervals reject and
 redraw only the out-of-bounds elements, narrow or one-sided-bounded intervals use
 the inverse CDF in float64, and intervals far in a tail use Robert's (1995)
 exponential proposal. Every element's value is the first accepted proposal of

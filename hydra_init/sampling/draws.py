@@ -1,17 +1,56 @@
-"""What a tensor is filled with: small frozen dataclasses, one per kind of draw.
+"""What a tensor is filled with: small frozen dataclasses that know how to fill it.
 
 Initializers map a weight shape to a draw (:meth:`hydra_init.Initializer.draw`);
-:mod:`hydra_init.sampling` turns draws into values. ``elementwise`` draws can be
-tiled and sharded; the others need the whole tensor.
+each draw fills tensors itself, so a custom initializer can return a draw of its
+own and it goes through tiles, small-tensor batches, shards and meta builds like
+the built-in ones. Two kinds:
+
+* **elementwise** draws (``elementwise = True``): element ``j`` of a tensor
+  depends only on the key and ``j``, so tensors can be tiled and sharded. They
+  implement :meth:`Draw.fill_from` - fill a 1-D float32/float64 buffer from a
+  *proposal source* (``src.normal(out, index)`` / ``src.uniform(out, index)``
+  write standard normals / ``U[0, 1)`` values) - and may override
+  :meth:`Draw.fill_tile` (a whole tile from a seeded ``torch.Generator``) and
+  :meth:`Draw.small_values` (many small tensors in one vectorized pass) for speed;
+* **whole-tensor** draws (``elementwise = False``) implement
+  :meth:`Draw.materialize`, the whole tensor computed deterministically from
+  the key (the same bits on every rank of a sharded model).
+
+A draw with ``constant = True`` (:class:`FillDraw`) has the same value at every
+position whatever the key; its jobs may have any shape and are filled together
+by :meth:`Draw.fill_group`.
 
 >>> NormalDraw(0.0, 0.02).elementwise, OrthogonalDraw(1.0).elementwise
 (True, False)
+
+A custom elementwise draw needs one method (its values come from the source):
+
+>>> import torch
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Rademacher(Draw):
+...     scale: float
+...     def fill_from(self, buf, src):
+...         src.uniform(buf, None)
+...         buf.copy_(torch.where(buf < 0.5, -self.scale, self.scale))
+>>> w = Rademacher(0.1).materialize((3, 4), key=7, dtype=torch.float32, device=torch.device("cpu"))
+>>> sorted(set(w.flatten().tolist())) == [-0.10000000149011612, 0.10000000149011612]
+True
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .tiles import Job
 
 __all__ = [
     "DiracDraw",
@@ -20,16 +59,80 @@ __all__ = [
     "FillDraw",
     "NormalDraw",
     "OrthogonalDraw",
+    "Source",
     "TruncNormalDraw",
     "UniformDraw",
 ]
 
 
+class Source(Protocol):
+    """Where an elementwise draw gets its randomness (see :mod:`hydra_init.sampling.generators`).
+
+    ``index`` is ``None`` (one proposal per element of ``out``, in order) or the
+    positions of ``out``'s elements within the buffer being filled (a redraw).
+    ``sequential`` sources are one stream (a torch generator); the others are
+    counter-based, so an element's value depends on its own proposals only.
+    """
+
+    sequential: bool
+
+    def normal(self, out: torch.Tensor, index: np.ndarray | None) -> None: ...
+
+    def uniform(self, out: torch.Tensor, index: np.ndarray | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class Draw:
-    """What to fill a tensor with. ``elementwise`` draws can be tiled and sharded."""
+    """What to fill a tensor with, and how. ``elementwise`` draws can be tiled and sharded.
+
+    Subclasses are frozen dataclasses; an elementwise draw implements
+    :meth:`fill_from`, a whole-tensor draw sets ``elementwise = False`` and
+    implements :meth:`materialize`.
+    """
 
     elementwise: ClassVar[bool] = True
+    constant: ClassVar[bool] = False
+
+    # -------------------------------------------------------------- elementwise draws
+    def fill_from(self, buf: torch.Tensor, src: Source) -> None:
+        """Fill 1-D float32/float64 ``buf`` with this draw, from proposals of ``src``."""
+        raise TypeError(f"{type(self).__name__} is not an elementwise random draw (no fill_from)")
+
+    def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
+        """Fill 1-D ``buf`` (one whole tile) from the seeded generator ``gen``."""
+        from .generators import TorchSource
+
+        self.fill_from(buf, TorchSource(gen))
+
+    @classmethod
+    def small_values(cls, jobs: Sequence[Job]) -> np.ndarray | None:
+        """All elements of small jobs of this class in one vectorized pass (float64), or ``None``.
+
+        ``None`` (the default) fills each job with :meth:`fill_from` from the
+        counter-based source; an override must return exactly those values.
+        """
+        return None
+
+    @classmethod
+    def fill_group(cls, jobs: Sequence[Job]) -> None:
+        """Fill the jobs of a ``constant`` draw class together (any shapes)."""
+        raise TypeError(f"{cls.__name__} is not a constant draw")
+
+    # -------------------------------------------------------------- whole tensors
+    def materialize(
+        self, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """The whole tensor, computed deterministically from ``key`` (the same on every rank).
+
+        Elementwise draws fill a flat tensor through the tiled path; whole-tensor
+        draws override this.
+        """
+        from .tiles import fill_range_
+
+        shape = torch.Size(shape)
+        out = torch.empty(shape.numel(), dtype=dtype, device=device)
+        fill_range_(out, self, key, shape.numel())
+        return out.view(shape)
 
 
 @dataclass(frozen=True)
@@ -37,6 +140,43 @@ class FillDraw(Draw):
     """Every element equals ``value``."""
 
     value: float
+    constant: ClassVar[bool] = True
+
+    def fill_from(self, buf: torch.Tensor, src: Source) -> None:
+        buf.fill_(self.value)
+
+    @classmethod
+    def fill_group(cls, jobs: Sequence[Job]) -> None:
+        by_device: dict[torch.device, list[Job]] = {}
+        for j in jobs:
+            if j.out.is_floating_point():
+                by_device.setdefault(j.out.device, []).append(j)
+            else:  # integer/bool buffers-as-parameters: a float scalar list cannot be added to them
+                j.out.fill_(j.draw.value)
+        for group in by_device.values():
+            outs = [j.out for j in group]
+            torch._foreach_zero_(outs)
+            if any(j.draw.value != 0.0 for j in group):
+                torch._foreach_add_(outs, [float(j.draw.value) for j in group])
+
+
+def _hash_values(jobs: Sequence[Job]) -> np.ndarray:
+    """The first counter-based proposal bits of every element of small jobs, concatenated."""
+    from .keys import hash_bits, hash_salts
+
+    counts = np.array([j.out.numel() for j in jobs], dtype=np.int64)
+    starts = np.array([j.start for j in jobs], dtype=np.int64)
+    offsets = np.cumsum(counts) - counts
+    positions = np.arange(int(counts.sum()), dtype=np.int64)
+    positions += np.repeat(starts - offsets, counts)
+    return hash_bits(np.repeat(hash_salts([j.key for j in jobs]), counts), positions.astype(np.uint64))
+
+
+def _affine(values: np.ndarray, jobs: Sequence[Job], scale: list[float], shift: list[float]) -> np.ndarray:
+    counts = [j.out.numel() for j in jobs]
+    values *= np.repeat(np.array(scale, dtype=np.float64), counts)
+    values += np.repeat(np.array(shift, dtype=np.float64), counts)
+    return values
 
 
 @dataclass(frozen=True)
@@ -46,6 +186,20 @@ class NormalDraw(Draw):
     mean: float
     std: float
 
+    def fill_from(self, buf: torch.Tensor, src: Source) -> None:
+        src.normal(buf, None)
+        buf.mul_(self.std).add_(self.mean)
+
+    def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
+        buf.normal_(self.mean, self.std, generator=gen)  # one pass
+
+    @classmethod
+    def small_values(cls, jobs: Sequence[Job]) -> np.ndarray:
+        from .keys import bits_to_normal
+
+        values = bits_to_normal(_hash_values(jobs))
+        return _affine(values, jobs, [j.draw.std for j in jobs], [j.draw.mean for j in jobs])
+
 
 @dataclass(frozen=True)
 class UniformDraw(Draw):
@@ -53,6 +207,20 @@ class UniformDraw(Draw):
 
     low: float
     high: float
+
+    def fill_from(self, buf: torch.Tensor, src: Source) -> None:
+        src.uniform(buf, None)
+        buf.mul_(self.high - self.low).add_(self.low)
+
+    def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
+        buf.uniform_(self.low, self.high, generator=gen)
+
+    @classmethod
+    def small_values(cls, jobs: Sequence[Job]) -> np.ndarray:
+        from .keys import bits_to_uniform
+
+        values = bits_to_uniform(_hash_values(jobs))
+        return _affine(values, jobs, [j.draw.high - j.draw.low for j in jobs], [j.draw.low for j in jobs])
 
 
 @dataclass(frozen=True)
@@ -64,13 +232,49 @@ class TruncNormalDraw(Draw):
     a: float
     b: float
 
+    def fill_from(self, buf: torch.Tensor, src: Source) -> None:
+        from .truncnormal import trunc_normal_
+
+        trunc_normal_(buf, self, src)
+
+
+# ----------------------------------------------------------------------------- whole-tensor draws
+_qr_lock = threading.Lock()
+
 
 @dataclass(frozen=True)
 class OrthogonalDraw(Draw):
-    """A (semi-)orthogonal matrix times ``gain``; needs the whole tensor."""
+    """A (semi-)orthogonal matrix times ``gain``; needs the whole tensor.
+
+    The matrix comes from a QR decomposition of a seeded normal matrix, computed
+    in float64 on one thread so that every process (every rank of a sharded
+    model) gets the same bits.
+    """
 
     gain: float
     elementwise: ClassVar[bool] = False
+
+    def materialize(
+        self, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        shape = torch.Size(shape)
+        rows = shape[0]
+        cols = math.prod(shape) // rows
+        flat = NormalDraw(0.0, 1.0).materialize((rows * cols,), key, torch.float64, device)
+        matrix = flat.view(rows, cols)
+        if rows < cols:
+            matrix = matrix.t()
+        with _qr_lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                q, r = torch.linalg.qr(matrix)
+            finally:
+                torch.set_num_threads(threads)
+        q = q * torch.sign(torch.diagonal(r, 0))
+        if rows < cols:
+            q = q.t()
+        return (q * self.gain).reshape(shape).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -80,9 +284,19 @@ class DiracDraw(Draw):
     groups: int = 1
     elementwise: ClassVar[bool] = False
 
+    def materialize(
+        self, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        return torch.nn.init.dirac_(torch.empty(shape, dtype=dtype, device=device), self.groups)
+
 
 @dataclass(frozen=True)
 class EyeDraw(Draw):
     """Identity matrix (deterministic)."""
 
     elementwise: ClassVar[bool] = False
+
+    def materialize(
+        self, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        return torch.nn.init.eye_(torch.empty(shape, dtype=dtype, device=device))

@@ -1,4 +1,4 @@
-"""Exact truncated-normal sampling at about the cost of one normal draw, whatever the bounds.
+"""Exact truncated-normal sampling, with the cheapest exact method for each interval.
 
 ``N(mean, std^2)`` conditioned on ``[a, b]`` (the distribution of
 ``torch.nn.init.trunc_normal_``). :func:`trunc_plan` picks, per interval, the
@@ -19,11 +19,13 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .draws import TruncNormalDraw
+if TYPE_CHECKING:
+    from .draws import TruncNormalDraw
 
 __all__ = ["trunc_normal_", "trunc_plan"]
 
@@ -34,8 +36,10 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 # beyond _ICDF_TAIL_START (where q == _ICDF_MIN_TAIL) with the exponential proposal.
 _ICDF_MIN_TAIL = 1e-9
 _ICDF_TAIL_START = 5.997807015007686
+_NO_UNDERFLOW = 1e-20  # |z| > 1e-13 for every nonzero draw, so |z * std| stays a normal float
 _EXP_ONLY_BEYOND = 30.0  # standard units; beyond, erfc underflows and exp acceptance is ~1
-# Costs in normal draws, measured on CPU (see docs/performance.md): normal proposals
+# Relative costs in normal draws (CPU estimates that choose the method; they are part of
+# the value format, since the method decides the values): normal proposals
 # cost _COST_NORMAL for the first round plus _COST_REDRAW per redrawn element.
 _COST_NORMAL, _COST_REDRAW, _COST_ICDF, _COST_EXP = 1.2, 2.0, 2.0, 2.4
 
@@ -184,12 +188,24 @@ def _trunc_standard_(z: torch.Tensor, plan: _TruncPlan, src) -> None:
                 rejected = _propose(redraw, candidate, pending, src)
                 target[pending[~rejected]] = _array(candidate)[~rejected]
                 pending = pending[rejected]
-    if plan.flip:
-        z.neg_()
 
 
 def trunc_normal_(out: torch.Tensor, d: TruncNormalDraw, src) -> None:
-    """Fill 1-D ``out`` (float32/float64) with the truncated normal of ``d``."""
+    """Fill 1-D ``out`` (float32/float64) with the truncated normal of ``d``.
+
+    The standard draw ``z`` becomes ``clamp(s * z * std + mean, a, b)`` with
+    ``s = -1`` for a mirrored plan. Two passes are skipped without changing a bit:
+    the sign flip rides on the multiply (IEEE multiplication is sign-symmetric),
+    and adding a zero mean to normal proposals of a torch generator is the
+    identity when the plan is not mirrored (``normal_`` never returns ``-0.0``: it
+    adds its own zero mean; and ``|z| > 1e-13``, so ``z * std`` cannot underflow
+    for ``std >= _NO_UNDERFLOW``). Counter-based normals, inverse-CDF draws and
+    mirrored zeros can be ``-0.0``, which ``+ 0.0`` turns into ``+0.0``: they keep the add.
+    """
     plan = trunc_plan((d.a - d.mean) / d.std, (d.b - d.mean) / d.std)
     _trunc_standard_(out, plan, src)
-    out.mul_(d.std).add_(d.mean).clamp_(d.a, d.b)
+    out.mul_(-d.std if plan.flip else d.std)
+    exact_without_add = d.mean == 0.0 and plan.method == "normal" and src.sequential and not plan.flip
+    if not (exact_without_add and abs(d.std) >= _NO_UNDERFLOW):
+        out.add_(d.mean)
+    out.clamp_(d.a, d.b)

@@ -1,61 +1,32 @@
-"""Whole-tensor draws: orthogonal (QR), Dirac, Eye, and :func:`fill_` for any tensor."""
+"""Any draw on any tensor: :func:`materialize` (the whole tensor) and :func:`fill_` (in place).
+
+Each draw knows how to fill a tensor (:mod:`hydra_init.sampling.draws`); these
+two functions pick the tiled, parallel path when the draw is elementwise and the
+tensor contiguous, and the draw's own :meth:`~hydra_init.sampling.draws.Draw.materialize`
+otherwise.
+"""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Sequence
 
 import torch
 
-from .draws import DiracDraw, Draw, EyeDraw, NormalDraw, OrthogonalDraw
+from .draws import Draw
 from .tiles import fill_range_
 
 __all__ = ["fill_", "materialize"]
 
-# ----------------------------------------------------------------------------- whole tensors
-_qr_lock = threading.Lock()
-
 
 def materialize(
-    draw: Draw, shape: torch.Size, key: int, dtype: torch.dtype, device: torch.device
+    draw: Draw, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """The whole tensor of a draw, computed deterministically from ``key``.
 
-    Orthogonal matrices come from a QR decomposition of a seeded normal matrix,
-    computed in float64 on one thread so that every process (every rank of a
-    sharded model) gets the same bits.
+    The same bits on every process (every rank of a sharded model); see
+    :meth:`hydra_init.sampling.draws.Draw.materialize`.
     """
-    shape = torch.Size(shape)
-    if draw.elementwise:
-        out = torch.empty(shape.numel(), dtype=dtype, device=device)
-        fill_range_(out, draw, key, shape.numel())
-        return out.view(shape)
-    if isinstance(draw, OrthogonalDraw):
-        rows = shape[0]
-        cols = shape.numel() // rows
-        flat = torch.empty(rows * cols, dtype=torch.float64, device=device)
-        fill_range_(flat, NormalDraw(0.0, 1.0), key, rows * cols)
-        matrix = flat.view(rows, cols)
-        if rows < cols:
-            matrix = matrix.t()
-        with _qr_lock:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                q, r = torch.linalg.qr(matrix)
-            finally:
-                torch.set_num_threads(threads)
-        q = q * torch.sign(torch.diagonal(r, 0))
-        if rows < cols:
-            q = q.t()
-        return (q * draw.gain).reshape(shape).to(dtype)
-    out = torch.empty(shape, dtype=dtype, device=device)
-    if isinstance(draw, DiracDraw):
-        torch.nn.init.dirac_(out, draw.groups)
-    elif isinstance(draw, EyeDraw):
-        torch.nn.init.eye_(out)
-    else:  # pragma: no cover
-        raise TypeError(f"unknown draw {draw!r}")
-    return out
+    return draw.materialize(torch.Size(shape), key, dtype, device)
 
 
 def fill_(tensor: torch.Tensor, draw: Draw, key: int) -> None:
@@ -65,4 +36,3 @@ def fill_(tensor: torch.Tensor, draw: Draw, key: int) -> None:
             fill_range_(tensor.view(-1), draw, key, tensor.numel())
         else:
             tensor.copy_(materialize(draw, tensor.shape, key, tensor.dtype, tensor.device))
-
