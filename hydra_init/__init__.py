@@ -45,6 +45,7 @@ from .initializers import (
 from .integration import Init, initialized, instantiate, register
 from .integration.schema import InitConfig, RuleConfig
 from .pretrained import checkpoint_schemes, register_checkpoint_scheme
+from .tools.probe import ProbeReport, probe
 
 _moved.install()
 
@@ -72,6 +73,7 @@ __all__ = [
     "Ones",
     "Orthogonal",
     "Pretrained",
+    "ProbeReport",
     "Rule",
     "RuleConfig",
     "TruncNormal",
@@ -86,6 +88,7 @@ __all__ = [
     "instantiate",
     "parse_config",
     "plan",
+    "probe",
     "register",
     "register_checkpoint_scheme",
     "register_initializer",

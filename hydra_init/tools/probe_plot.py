@@ -128,14 +128,12 @@ def coord_check(
         return None
     settings: dict[str, dict[str, dict[int, list[float]]]] = {}
     order: dict[str, list[str]] = {}
-    for row, job_dir in zip(rows, job_dirs, strict=True):
+    for row, job_dir, setting in zip(rows, job_dirs, _settings(rows, key), strict=True):
         path = Path(job_dir) / "probe.json"
         tokens = _tokens(str(row.get("overrides", "")))
         if not path.is_file() or key not in tokens:
             continue
         width = int(tokens[key])
-        setting = " ".join(t for t in group_of(str(row.get("overrides", ""))).split()
-                           if t.lstrip("+").split("=", 1)[0] != key) or "(no overrides)"
         layers = [lay for lay in json.loads(path.read_text())["layers"] if lay["params"]]
         names = order.setdefault(setting, [])
         for layer in layers:
@@ -160,6 +158,14 @@ def coord_check(
                            "flag": flag})
         result["settings"][setting] = layers
     return result
+
+
+def _settings(rows: Sequence[Mapping[str, Any]], key: str) -> list[str]:
+    """Each job's setting: its overrides without seeds, the width and those every job shares."""
+    groups = [[t for t in group_of(str(row.get("overrides", ""))).split()
+               if t.lstrip("+").split("=", 1)[0] != key] for row in rows]
+    common = set.intersection(*(set(g) for g in groups)) if len(groups) > 1 else set()
+    return [" ".join(t for t in g if t not in common) or " ".join(g) or "(no overrides)" for g in groups]
 
 
 def _geomean(values: Sequence[float]) -> float | None:
@@ -208,7 +214,7 @@ def plot_coord_check(check: Mapping[str, Any], path: Path, title: str = "") -> P
     norm = plt.Normalize(1, max(len(layers) for layers in settings.values()))
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[0].tolist(), pad=0.02)
     bar.set_label("layer with parameters (forward order)")
-    fig.suptitle(title or "coordinate check at init (solid: std changes with width)", fontsize=10)
+    fig.suptitle(title or "coordinate check at init (solid: std changes with width)", fontsize=10, y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
