@@ -44,7 +44,8 @@ def relu_mlp(width: int = 128, depth: int = 12, std: float | None = None, seed: 
     model = nn.Sequential(*layers)
     rule = {"type": "Normal", "std": std} if std is not None else {
         "type": "Kaiming", "mode": "fan_in", "nonlinearity": "relu"}
-    hydra_init.apply(model, {"seed": seed, "rules": {"w": {**rule, "layer": "Linear", "bias": 0.0}}}, log=False)
+    rules = {"w": {**rule, "layer": "Linear", "bias": 0.0}}
+    hydra_init.apply(model, {"seed": seed, "rules": rules}, log=False)
     return model
 
 
@@ -163,7 +164,7 @@ def _documented_output_std() -> dict[str, tuple[float, float]]:
     rows = re.findall(r"^\| `(init=[^`]+)`[^|]* \| ([^|]+) \|", text, flags=re.M)
     out = {}
     for setting, cell in rows:
-        values = [float(v.replace("e", "e")) for v in cell.strip().split(" to ")]
+        values = [float(v) for v in cell.strip().split(" to ")]
         out[setting] = (min(values), max(values))
     return out
 
@@ -235,7 +236,7 @@ def test_width_sweep_grows_under_a_fixed_std_and_stays_flat_when_fan_scaled() ->
 def test_width_sweep_with_the_callback_gives_the_coordinate_check(tmp_path, capsys) -> None:
     sweep = tmp_path / "sweep"
     done = subprocess.run(
-        [sys.executable, str(WHY_INIT / "train.py"), "-m", "model.width=32,128,512",
+        [sys.executable, str(WHY_INIT / "train.py"), "-m", "model.width=32,512",
          "init=normal,kaiming_uniform",
          "model.depth=4", "train.steps=0", "hydra/callbacks=[init_summary,init_probe]",
          f"hydra.sweep.dir={sweep}"],
@@ -292,6 +293,17 @@ def test_probe_config_errors_name_the_key(argv, message, tmp_path, capsys) -> No
 
 # ----------------------------------------------------------------------------- the docs
 DOC_BLOCKS = python_blocks("docs/probe.md")
+DOC = (ROOT / "docs" / "probe.md").read_text()
+
+
+def test_the_doc_shows_what_the_command_prints(tmp_path, capsys, monkeypatch) -> None:
+    command, shown = re.search(r"```bash\n(hydra-init probe [^\n]+)\n```\n\n```text\n(.*?)\n```", DOC,
+                               flags=re.S).groups()
+    argv = command.split()[1:]
+    argv[argv.index("--out") + 1] = str(tmp_path)
+    monkeypatch.chdir(ROOT)
+    assert main(argv) == 0
+    assert capsys.readouterr().out.rstrip("\n") == shown
 
 
 @pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))

@@ -6,6 +6,7 @@
     hydra-init plan torch.nn.TransformerEncoderLayer init=trunc_normal model.d_model=512 model.nhead=8
     hydra-init plan examples/why_init/conf/config.yaml init=orthogonal init.gain=1.4142
     hydra-init summary multirun/2026-01-01/12-00-00
+    hydra-init probe examples/why_init/conf/config.yaml init=xavier
 
 ``plan`` takes Hydra overrides: ``init=<preset>``, ``init.<knob>=<value>``,
 ``init.rules.<rule>.<field>=<value>`` and, for a ``_target_``, the model's

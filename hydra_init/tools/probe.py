@@ -187,12 +187,12 @@ class ProbeReport:
         n = len(self.weighted())
         factor = self.factor_per_layer
         out = self.weighted()[-1].act_std if n else self.output_std
-        per = f" (x{factor:.3g} per layer)" if factor is not None else ""
+        per = f", x{factor:.3g} per layer" if factor is not None else ""
         first = next((lay for lay in self.layers if lay.flag), None)
         where = (f"; first beyond x{self.threshold:g} of the reference at {first.label}"
                  if first is not None else "")
         lines = [f"signal {self.verdict}: std {_num(out)} after {n} layers with parameters "
-                 f"(reference {self.reference:.3g}){per}{where}"]
+                 f"(reference {self.reference:.3g}{per}){where}"]
         grad = self.grad_factor_per_layer
         if grad is not None:
             lines.append(f"gradient: x{grad:.3g} per layer from the last layer back to the first "
@@ -212,9 +212,9 @@ class ProbeReport:
                  _num(lay.out_grad_std), _num(lay.weight_std), _num(lay.grad_std),
                  "" if lay.dead_frac is None else f"{lay.dead_frac:.0%}", lay.flag] for lay in self.layers]
         if bars:
-            head.insert(6, "log10(act std / reference)")
-            for row, bar in zip(rows, _bars([lay.act_std for lay in self.layers], self.reference),
-                                strict=True):
+            drawn, span = _bars([lay.act_std for lay in self.layers], self.reference)
+            head.insert(6, f"act std / ref, log (edge 1e±{span:g})")
+            for row, bar in zip(rows, drawn, strict=True):
                 row.insert(6, bar)
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         right = {"#", "act mean", "act std", "gain", "out-grad std", "weight std", "grad std", "dead"}
@@ -562,11 +562,13 @@ def _can_draw_bars() -> bool:
     return True
 
 
-def _bars(values: Sequence[float | None], reference: float, half: int = 12) -> list[str]:
-    """A diverging log-scale bar per value: left of ``|`` below ``reference``, right of it above."""
+def _bars(values: Sequence[float | None], reference: float, half: int = 12) -> tuple[list[str], float]:
+    """A diverging log-scale bar per value (left of ``|`` below ``reference``, right above) and
+    the decades a full half-width stands for."""
     logs = [math.log10(v / reference) if _positive(v) else None for v in values]
     finite = [abs(x) for x in logs if x is not None]
-    per_char = max(max(finite, default=1.0), 1.0) / half  # decades per character
+    span = float(math.ceil(max(max(finite, default=1.0), 1.0)))
+    per_char = span / half  # decades per character
     block = "█" if _can_draw_bars() else "#"
     out = []
     for value, x in zip(values, logs, strict=True):
@@ -577,4 +579,4 @@ def _bars(values: Sequence[float | None], reference: float, half: int = 12) -> l
         left = (block * n).rjust(half) if x < 0 else " " * half
         right = block * n if x > 0 else ""
         out.append(f"{left}|{right}")
-    return out
+    return out, span
