@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, overrides in PROBES.items():
         out = work / "probe" / name
-        _run([*cli, "probe", str(APP / "conf" / "config.yaml"), *overrides, "--out", str(out), "--plot",
-              "yes"], stdout=subprocess.DEVNULL)
+        _run([*cli, "probe", str((APP / "conf" / "config.yaml").relative_to(ROOT)), *overrides, "--out",
+              str(out), "--plot", "yes"], stdout=subprocess.DEVNULL, cwd=ROOT)
         shutil.copy(out / "probe.png", IMAGES / f"probe_{name}.png")
 
     for name, overrides in DEPTH_SWEEPS.items():

@@ -70,7 +70,7 @@ def settings_from(node: Any, key: str = "probe", **flags: Any) -> ProbeSettings:
     Traceback (most recent call last):
     ...
     hydra_init.errors.InitConfigError: probe.los: unknown probe setting. Valid: input, loss, mode, \
-blocks, threshold, seed. Hint: did you mean 'loss'?
+blocks, threshold, seed. Hint: did you mean 'loss' or 'blocks'?
     """
     if node is None:
         values: dict[str, Any] = {}
