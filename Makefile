@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 SOURCES := pyproject.toml constraints.txt $(shell find hydra_init hydra_plugins conf -name '*.py' -o -name '*.yaml' 2>/dev/null)
 INIT ?= kaiming_conv
 
-.PHONY: demo test lint bench sweep clean
+.PHONY: demo test lint bench sweep probe-pictures clean
 
 $(STAMP): $(SOURCES)
 	$(PYTHON) scripts/install.py $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 # jobs; writes the sweep table and pictures to multirun/why_init (see docs/why_init.md)
 sweep: $(STAMP)
 	$(BIN)/python examples/why_init/sweep.py --launcher joblib --out multirun/why_init
+
+# The pictures of docs/probe.md: probes of the why-init net, a sweep's overlay, a width sweep's
+# coordinate check (no training; about a minute)
+probe-pictures: $(STAMP)
+	$(BIN)/python scripts/probe_pictures.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info outputs multirun

@@ -47,6 +47,7 @@ from .integration import Init, initialized, instantiate, register, register_hydr
 from .integration.schema import InitConfig, RuleConfig
 from .meta import build_and_init
 from .pretrained import checkpoint_schemes, register_checkpoint_scheme
+from .tools.probe import ProbeReport, probe
 
 _moved.install()
 
@@ -75,6 +76,7 @@ __all__ = [
     "Orthogonal",
     "ParsedConfig",
     "Pretrained",
+    "ProbeReport",
     "Rule",
     "RuleConfig",
     "TruncNormal",
@@ -91,6 +93,7 @@ __all__ = [
     "instantiate",
     "parse_config",
     "plan",
+    "probe",
     "register",
     "register_checkpoint_scheme",
     "register_hydra_plugins",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["digits"]
+__all__ = ["digits", "train_images"]
 
 
 def digits(test_fraction: float = 0.2, split_seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -29,3 +29,8 @@ def digits(test_fraction: float = 0.2, split_seed: int = 0) -> tuple[torch.Tenso
     mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-3)  # constant border pixels
     x = (x - mean) / std
     return x[train], y[train], x[test], y[test]
+
+
+def train_images(test_fraction: float = 0.2, split_seed: int = 0) -> torch.Tensor:
+    """The standardized training images alone: the batch ``hydra-init probe`` runs the net on."""
+    return digits(test_fraction, split_seed)[0]

@@ -29,7 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from .job import report_files
 from .threads import limit_threads
 
-__all__ = ["InitSummaryCallback", "TorchThreadsCallback", "collect_rows", "markdown_table"]
+__all__ = [
+    "InitProbeCallback", "InitSummaryCallback", "TorchThreadsCallback", "collect_rows", "markdown_table",
+]
 
 log = logging.getLogger("hydra_init")
 
@@ -204,3 +206,51 @@ class TorchThreadsCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         limit_threads(config)
+
+
+class InitProbeCallback(Callback):
+    """Probes each job's freshly initialized model before the job runs (``probe.json`` in its dir).
+
+    Builds the model from the job's ``model`` node, applies its ``init`` node and
+    runs :func:`hydra_init.tools.probe.probe` on the batch of its ``probe`` node
+    (see :mod:`hydra_init.tools.probe_cli`). The job's own model is not touched
+    (the probe builds its own copy) and the global random state is left as it
+    was. The per-layer output and weight-gradient stds are also logged as the
+    curves ``probe_act_std`` and ``probe_grad_std``, which ``hydra-init summary``
+    overlays; a width sweep gets the coordinate check ``probe_coord_check.png``.
+
+    Args:
+        model_key, init_key, probe_key: the config nodes of the model, init and probe settings.
+        device: where the probe's copy of the model is built.
+        plot: also draw ``probe.png`` in the job dir (``auto``: if matplotlib is installed).
+    """
+
+    def __init__(self, model_key: str = "model", init_key: str = "init", probe_key: str = "probe",
+                 device: str = "cpu", plot: str = "no") -> None:
+        self.model_key, self.init_key, self.probe_key = model_key, init_key, probe_key
+        self.device, self.plot = device, plot
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from ..tools.cli import _build_model
+        from ..tools.curves import log_curve
+        from ..tools.probe_cli import probe_config, probe_document, write_probe
+
+        model_cfg = OmegaConf.select(config, self.model_key)
+        if model_cfg is None:
+            raise ValueError(f"init_probe: the job config has no {self.model_key!r} node (set model_key)")
+        init_cfg = OmegaConf.select(config, self.init_key)
+        report, batch = probe_config(config, model_cfg, init_cfg, init_key=self.init_key,
+                                     probe_key=self.probe_key,
+                                     build=lambda: _build_model(model_cfg, self.device))
+        overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+        output_dir = Path(config.hydra.runtime.output_dir)
+        write_probe(probe_document(report, init_cfg, overrides, batch=batch), output_dir, self.plot)
+        weighted = report.weighted()
+        depth = list(range(1, len(weighted) + 1))
+        for name, values, ylabel in (
+            ("probe_act_std", [lay.act_std for lay in weighted], "std of the layer's output at init"),
+            ("probe_grad_std", [lay.grad_std for lay in weighted], "std of the weight gradient at init"),
+        ):
+            log_curve(name, [math.nan if v is None else v for v in values], depth, directory=output_dir,
+                      xlabel="layer with parameters (forward order)", ylabel=ylabel, yscale="log")
+        log.info("init_probe (%s):\n%s", output_dir / "probe.json", report.summary())

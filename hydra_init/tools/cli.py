@@ -6,6 +6,7 @@
     hydra-init plan torch.nn.TransformerEncoderLayer init=trunc_normal model.d_model=512 model.nhead=8
     hydra-init plan examples/why_init/conf/config.yaml init=orthogonal init.gain=1.4142
     hydra-init summary multirun/2026-01-01/12-00-00
+    hydra-init probe examples/why_init/conf/config.yaml init=xavier
 
 ``plan`` takes Hydra overrides: ``init=<preset>``, ``init.<knob>=<value>``,
 ``init.rules.<rule>.<field>=<value>`` and, for a ``_target_``, the model's
@@ -99,10 +100,9 @@ def _build_model(model_cfg: Any, device: str) -> Any:
         return instantiate(model_cfg)
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[Path]]:
+    """The composed config, its model and init nodes, and the paths the app's modules import from."""
     from omegaconf import OmegaConf
-
-    import hydra_init
 
     from ..integration.presets import compose
 
@@ -120,7 +120,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     model_cfg = OmegaConf.select(cfg, args.model_key)
     if model_cfg is None:
         raise _UsageError(f"the config has no {args.model_key!r} node; pick it with --model-key")
-    init_cfg = OmegaConf.select(cfg, args.init_key)
+    return cfg, model_cfg, OmegaConf.select(cfg, args.init_key), paths
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import hydra_init
+
+    _, model_cfg, init_cfg, paths = _load(args)
     with _importable(paths):
         model = _build_model(model_cfg, args.device)
     report = hydra_init.plan(model, init_cfg, key=args.init_key)
@@ -228,6 +234,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="draw PNGs: auto (if matplotlib is installed), yes, no")
     p.add_argument("--title", help="title of the pictures")
     p.set_defaults(func=_cmd_summary)
+
+    from .probe_cli import add_parser as add_probe
+
+    add_probe(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "plot_metrics",
     "plot_sweep",
     "require_matplotlib",
+    "seed_of",
     "setting_labels",
 ]
 
@@ -37,6 +38,15 @@ def group_of(overrides: str) -> str:
     """A job's overrides without the seed overrides: the setting it belongs to."""
     kept = [token for token in overrides.split() if not _SEED.match(token)]
     return " ".join(kept) or "(no overrides)"
+
+
+def seed_of(overrides: str) -> str:
+    """A job's seed overrides alone (``""`` without any): what sets its line style.
+
+    >>> seed_of("init=normal init.std=0.01 seed=2")
+    'seed=2'
+    """
+    return " ".join(token for token in overrides.split() if _SEED.match(token))
 
 
 def setting_labels(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -150,11 +160,13 @@ def plot_metrics(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "")
 
 
 def plot_curves(
-    name: str, curves: Sequence[tuple[str, Curve]], path: Path, title: str = ""
+    name: str, curves: Sequence[tuple[str, Curve]], path: Path, title: str = "",
+    seeds: Sequence[str] | None = None,
 ) -> Path:
-    """All jobs' curves called ``name`` in one picture, a colour per setting.
+    """All jobs' curves called ``name`` in one picture, a colour per setting, a line style per seed.
 
-    ``curves`` holds ``(setting label, curve)`` pairs. On a log scale the y range
+    ``curves`` holds ``(setting label, curve)`` pairs, ``seeds`` each curve's seed
+    overrides (:func:`seed_of`). On a log scale the y range
     follows the runs that did not diverge; a diverged run's values beyond it are
     drawn as triangles at the edge, and its last finite value gets a cross.
     """
@@ -168,7 +180,9 @@ def plot_curves(
     healthy = [v for _, c in curves if not c.diverged for v in c.y if v is not None and _plottable(v, c)]
     limits = _limits(healthy, first.yscale) if healthy else None
     seen: set[str] = set()
-    for label, curve in curves:
+    seeds = list(seeds) if seeds is not None else [""] * len(curves)
+    styles = {seed: _STYLES[i % len(_STYLES)] for i, seed in enumerate(dict.fromkeys(seeds))}
+    for (label, curve), seed in zip(curves, seeds, strict=True):
         color = colors(groups[label] % 10)
         diverged = curve.diverged
         legend = f"{label} (diverged)" if diverged else label
@@ -185,12 +199,15 @@ def plot_curves(
                            clip_on=False)
             points = inside
         if points:
-            ax.plot(*zip(*points, strict=True), color=color, lw=1.2, alpha=0.8,
+            ax.plot(*zip(*points, strict=True), color=color, lw=1.2, alpha=0.8, ls=styles[seed],
                     marker="o" if len(points) == 1 else None, label=legend if shown else None)
         elif shown:
             ax.plot([], [], color=color, label=legend)
         if diverged and points:
             ax.scatter([points[-1][0]], [points[-1][1]], marker="x", color=color, zorder=3)
+    if len(styles) > 1:
+        for seed, style in styles.items():
+            ax.plot([], [], color="0.4", ls=style, label=seed or "(no seed)")
     if limits is not None:
         ax.set_ylim(*limits)
     ax.set_xlabel(first.xlabel)
@@ -202,6 +219,10 @@ def plot_curves(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+_STYLES = ("-", "--", ":", "-.")
+"""Line styles of the seeds of a setting, in order of first appearance."""
 
 
 def _plottable(value: float, curve: Curve) -> bool:
@@ -234,11 +255,14 @@ def plot_sweep(
     metrics = plot_metrics(rows, out_dir / "init_summary.png", title)
     if metrics is not None:
         written.append(metrics)
-    by_name: dict[str, list[tuple[str, Curve]]] = {}
-    for label, job_dir in zip(setting_labels(rows), job_dirs, strict=True):
+    by_name: dict[str, list[tuple[str, Curve, str]]] = {}
+    for label, row, job_dir in zip(setting_labels(rows), rows, job_dirs, strict=True):
         for name, curve in read_curves(job_dir).items():
-            by_name.setdefault(name, []).append((label, curve))
-    for name, curves in by_name.items():
+            by_name.setdefault(name, []).append((label, curve, seed_of(str(row.get("overrides", "")))))
+    for name, found in by_name.items():
         safe = re.sub(r"[^\w.-]+", "_", name)
-        written.append(plot_curves(name, curves, out_dir / f"curve_{safe}.png", title))
-    return written
+        written.append(plot_curves(name, [(label, curve) for label, curve, _ in found],
+                                   out_dir / f"curve_{safe}.png", title, [seed for *_, seed in found]))
+    from .probe_plot import plot_sweep_probes  # a width sweep of init_probe jobs: the coordinate check
+
+    return written + plot_sweep_probes(rows, job_dirs, out_dir, title)
