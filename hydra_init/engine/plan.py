@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -307,13 +307,18 @@ def without_gc(fn: _F) -> _F:
 
 
 @without_gc
-def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: bool = False) -> Plan:
+def build_plan(
+    model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: bool = False,
+    replay: Mapping[str, Action] | None = None, replay_rule: Rule | None = None,
+) -> Plan:
     """Resolve a parsed config against ``model`` into a complete :class:`Plan`, writing nothing.
 
     With ``reset_uninitialized`` (a meta-device build, :mod:`hydra_init.meta`), a
     parameter without storage that no rule covers is planned for its module's
     ``reset_parameters()`` under the rule :data:`RESET_LABEL`; one whose module has
-    none is an error, raised here like every other.
+    none is an error, raised here like every other. ``replay`` (path -> action) plans
+    such parameters instead as ``custom`` (the constructor's own init, replayed by
+    :mod:`hydra_init.replay`) under ``replay_rule``.
     """
     index = ModelIndex(model)
     rules = list(parsed.rules)
@@ -373,6 +378,7 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
 
     fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
     adopted = 0
+    replay = replay or {}
     for path, ref in index.params.items():
         if _is_lazy(ref.param):
             plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
@@ -381,6 +387,8 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
         elif path in best:
             _, rule, role, found = best[path]
             plan.entries[path] = _entry_for(ref, rule, role, found)
+        elif path in replay and has_no_storage(ref.param):
+            plan.entries[path] = PlanEntry(ref, "custom", rule=replay_rule, init=replay[path])
         elif fallback is not None and has_no_storage(ref.param):
             plan.entries[path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init,
                                            role=ref.local_name)
@@ -392,6 +400,10 @@ def build_plan(model: nn.Module, parsed: ParsedConfig, *, reset_uninitialized: b
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
     plan.resets = _module_resets(plan.entries, meta_build=fallback is not None)
+    replayed = sum(e.rule is replay_rule for e in plan.entries.values()) if replay else 0
+    if replayed:  # counted after the resets, which take over their modules' parameters
+        plan.rules.append(replay_rule)
+        plan.matched[replay_rule.label] = replayed
     return plan
 
 
@@ -440,7 +452,7 @@ def _module_resets(entries: dict[str, PlanEntry], *, meta_build: bool) -> list[t
         owners.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
     for path, entry in entries.items():
         owner = owners.get(id(entry.ref.module))
-        if owner is not None and entry.source == "default":
+        if owner is not None and entry.source in ("default", "custom"):  # the reset rewrites them
             entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
                                       role=entry.ref.local_name)
     # Children first, as in an eager build: a parent's reset may set its children's
