@@ -192,6 +192,7 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
             + ". Build this model eagerly (device=None / meta=False), or create the buffer from "
             "values (torch.zeros, torch.arange...) and fill it in reset_parameters()."
         )
+    mode.recorder.remember(model)
     _RECORDINGS[model] = mode.recorder
     return model
 

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from .engine.sharding import is_dtensor
 from .initializers import Action
 from .sampling import derive_key
 
@@ -85,8 +86,8 @@ def _covers(tensor: torch.Tensor) -> bool:
 
 
 def _is_meta(value: Any) -> bool:
-    """A meta tensor with a storage (lazy parameters have none and stay lazy)."""
-    return (isinstance(value, torch.Tensor) and value.is_meta
+    """A plain meta tensor with a storage (lazy parameters have none and stay lazy)."""
+    return (isinstance(value, torch.Tensor) and value.is_meta and not is_dtensor(value)
             and not isinstance(value, nn.parameter.UninitializedTensorMixin))
 
 
@@ -127,6 +128,7 @@ class Recorder:
     def __init__(self, stop: Any, random_names: Iterable[str]) -> None:
         self.ops: list[_Op] = []
         self.known: set[int] = set()
+        self.built: dict[tuple[int, str], int] = {}  # (id(module), name) -> storage key, at build end
         self._stop = stop  # the code object of the frame that runs build(): frames above are not searched
         self._random = frozenset(random_names)
 
@@ -183,9 +185,15 @@ class Recorder:
         self.ops.append(_Op(func, args, kwargs, kind, writes, reads, full, outputs, self._in_reset(), random))
 
     # ------------------------------------------------------------------ after the build
-    def last_writes(self, tensor: torch.Tensor) -> list[_Op]:
-        """The ops that decide ``tensor``'s values: its writes since the last full overwrite."""
-        key = storage_key(tensor)
+    def remember(self, model: nn.Module) -> None:
+        """Note which storage each parameter has now (sharding replaces parameters later)."""
+        for module in model.modules():
+            for name, param in module._parameters.items():
+                if _is_meta(param):
+                    self.built[id(module), name] = storage_key(param)
+
+    def last_writes(self, key: int) -> list[_Op]:
+        """The ops that decide the values of storage ``key``: its writes since the last full overwrite."""
         found: list[_Op] = []
         for op in reversed(self.ops):
             if key in op.writes:
@@ -203,9 +211,13 @@ class Recorder:
         custom: set[int] = set()
         for path, module in model.named_modules(remove_duplicate=False):
             for name, param in module._parameters.items():
-                if id(param) in found or not _is_meta(param):
+                if id(param) in found or param is None:
                     continue
-                ops = self.last_writes(param)
+                key = self.built.get((id(module), name)) if is_dtensor(param) else (
+                    storage_key(param) if _is_meta(param) else None)
+                if key is None:
+                    continue
+                ops = self.last_writes(key)
                 found[id(param)] = (module, f"{path}.{name}" if path else name, ops)
                 if ops and not all(op.in_reset for op in ops):
                     custom.add(id(module))
@@ -260,6 +272,12 @@ class Replay:
                     full = f"{path}.{name}" if path else name
                     places.setdefault(storage_key(tensor), _Place(full, module, kind, name, tensor))
         by_path = {p.path: key for key, p in places.items()}
+        for path in paths:
+            if path not in by_path:  # a DTensor: its shards would need the whole tensor replayed
+                raise MetaBuildError(
+                    f"cannot replay the init that build() ran on the sharded parameter {path}: "
+                    "add a rule for it, or call init_meta before sharding"
+                )
         need = {by_path[p] for p in paths}
         kept: list[_Op] = []
         for op in reversed(recorder.ops):

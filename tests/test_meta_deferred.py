@@ -230,3 +230,27 @@ def test_a_model_instead_of_a_builder_is_one_clear_error_before_anything_runs():
         build_and_init(nn.Linear(2, 2), {"seed": 0}, device="cpu", log=False)
     with pytest.raises(TypeError, match="build must be a callable"):
         build_and_init("GPT", {"seed": 0}, device="cpu", log=False)
+
+
+class ZeroBias(nn.Module):
+    """Only the bias is changed after nn.Linear's own init (the weight keeps PyTorch's default)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(256, 64)
+        nn.init.zeros_(self.fc.bias)
+
+
+def test_a_module_partly_reinitialized_in_init_keeps_both_parts():
+    eager = ZeroBias()
+    model, report = build_and_init(ZeroBias, {"seed": 0}, device="cpu", log=False)
+    assert torch.count_nonzero(model.fc.bias) == 0  # a reset_parameters() would have redrawn it
+    assert report["fc.bias"].source == report["fc.weight"].source == "custom"
+    assert report["fc.weight"].init.startswith("__init__: kaiming_uniform_(")
+    # Kaiming-uniform with a=sqrt(5) is U(-1/sqrt(256), 1/sqrt(256)): exact bounds, and a std of
+    # bound/sqrt(3) = 0.0361 known to 1.2% (relative standard error of 16384 uniform draws
+    # is about 1/sqrt(16384 * 1.8) = 0.6%), so 4% is over 6 standard errors.
+    bound = 1 / math.sqrt(256)
+    for weight in (model.fc.weight.detach(), eager.fc.weight.detach()):
+        assert float(weight.abs().max()) <= bound
+        assert abs(float(weight.std()) / (bound / math.sqrt(3)) - 1) < 0.04
