@@ -6,7 +6,9 @@ References are eager builds of the same classes, computed here.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -254,3 +256,11 @@ def test_a_module_partly_reinitialized_in_init_keeps_both_parts():
     for weight in (model.fc.weight.detach(), eager.fc.weight.detach()):
         assert float(weight.abs().max()) <= bound
         assert abs(float(weight.std()) / (bound / math.sqrt(3)) - 1) < 0.04
+
+
+def test_the_deferred_init_example_of_the_docs_prints_what_they_show(capsys):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    found = re.search(r"```python\n(import math\n[^`]*?TinyGPT[^`]*)```\n\nprints\n\n```\n([^`]*)```", text)
+    code, shown = found.groups()
+    exec(compile(code, "docs/performance.md[TinyGPT]", "exec"), {"__name__": "doc"})
+    assert capsys.readouterr().out == shown
