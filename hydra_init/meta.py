@@ -42,6 +42,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,14 +52,18 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .api import execute_and_report
+from .engine.execute import effective_seed
 from .engine.parse import parse_config
 from .engine.plan import RESET_LABEL, build_plan, has_no_storage, without_gc
 from .engine.report import InitReport
+from .engine.rules import Rule
 from .engine.sharding import is_dtensor
+from .replay import REPLAY_LABEL, Recorder, Replay, Replayed
 from .sampling import derive_key
 
 __all__ = [
-    "RESET_LABEL", "MetaBuildError", "allocate", "build_and_init", "build_meta", "init_meta", "materialize",
+    "REPLAY_LABEL", "RESET_LABEL", "MetaBuildError", "allocate", "build_and_init", "build_meta", "init_meta",
+    "materialize",
 ]
 
 
@@ -98,6 +104,7 @@ class _MetaBuildMode(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.random: dict[int, torch.Tensor] = {}  # storage address -> a tensor keeping it alive
+        self.recorder = Recorder(build_meta.__code__, _RANDOM)  # init ops on meta tensors, for replay
 
     def _tainted(self, value: Any) -> bool:
         return any(
@@ -111,11 +118,13 @@ class _MetaBuildMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in _EMPTY or (func in _EMPTY_LIKE and getattr(args[0], "is_meta", False)):
+        alloc = func in _EMPTY or (func in _EMPTY_LIKE and getattr(args[0], "is_meta", False))
+        if alloc:
             kwargs["device"] = "meta"
         elif func in _LIKE and args and getattr(args[0], "is_meta", False) and "device" not in kwargs:
             kwargs["device"] = "cpu"
         result = func(*args, **kwargs)
+        self.recorder.observe(func, args, kwargs, result, alloc)
         random = getattr(func, "__name__", "") in _RANDOM
         if random or (self.random and (self._tainted(args) or self._tainted(list(kwargs.values())))):
             self._taint(result)
@@ -152,6 +161,7 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
     >>> model[0].weight.is_meta, model[1].running_mean.is_meta
     (True, False)
     """
+    _check_build(build)
     mode = _MetaBuildMode()
     try:
         if seed is None:
@@ -182,7 +192,28 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
             + ". Build this model eagerly (device=None / meta=False), or create the buffer from "
             "values (torch.zeros, torch.arange...) and fill it in reset_parameters()."
         )
+    mode.recorder.remember(model)
+    _RECORDINGS[model] = mode.recorder
     return model
+
+
+_RECORDINGS: weakref.WeakKeyDictionary[nn.Module, Recorder] = weakref.WeakKeyDictionary()
+"""What each model built by :func:`build_meta` ran on its meta tensors (read by :func:`init_meta`)."""
+
+
+def _check_build(build: Any) -> None:
+    if isinstance(build, nn.Module):
+        name = type(build).__name__
+        raise TypeError(
+            f"build must be a callable that constructs the model, not a model: got an instance of {name}. "
+            f"Pass the class or a function, e.g. build_and_init({name}, ...) or "
+            f"build_and_init(lambda: {name}(...), ...), so it is built on the meta device"
+        )
+    if not callable(build):
+        raise TypeError(
+            f"build must be a callable that constructs the model, got {type(build).__name__}; "
+            "e.g. build_and_init(lambda: nn.Linear(2, 2), ...)"
+        )
 
 
 @without_gc
@@ -238,8 +269,19 @@ def init_meta(
     initialized in place.
     """
     parsed = parse_config(init_cfg, key=key)  # taken as it is when already parsed
-    plan = build_plan(model, parsed, reset_uninitialized=True)  # every check, before any allocation
+    recorder = _RECORDINGS.get(model)
+    replayed = recorder.replayed(model) if recorder is not None else {}
+    rule = Rule(Replayed(), label=REPLAY_LABEL, key=parsed.key)
+    # every check, before any allocation
+    plan = build_plan(model, parsed, reset_uninitialized=True, replay=replayed, replay_rule=rule)
+    replay = None
+    if recorder is not None:
+        replay = Replay.prepare(recorder, model, [p for p, e in plan.entries.items() if e.source == "custom"])
     allocate(model, device)
+    if replay:
+        plan = dataclasses.replace(plan, seed=effective_seed(plan.seed))  # one seed for replay and rules
+        replay.run(device, plan.seed)
+    _RECORDINGS.pop(model, None)
     return execute_and_report(plan, log=log)
 
 
@@ -266,6 +308,7 @@ def build_and_init(
     Returns:
         ``(model, report)``.
     """
+    _check_build(build)
     parsed = parse_config(init_cfg, key=key)
     model = build_meta(build, seed=parsed.seed)
     report = init_meta(model, parsed, device=device, key=key, log=log)

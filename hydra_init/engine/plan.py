@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -321,6 +321,8 @@ def build_plan(
     reset_uninitialized: bool = False,
     skip: Sequence[str] = (),
     skip_note: str = "skipped",
+    replay: Mapping[str, Action] | None = None,
+    replay_rule: Rule | None = None,
 ) -> Plan:
     """Resolve a parsed config against ``model`` into a complete :class:`Plan`, writing nothing.
 
@@ -329,7 +331,9 @@ def build_plan(
     ``reset_parameters()`` under the rule :data:`RESET_LABEL`; one whose module has
     none is an error, raised here like every other. Parameters under the module
     paths in ``skip`` are left as they are (source ``default``, noted ``skip_note``):
-    mmengine's already-initialized subtrees.
+    mmengine's already-initialized subtrees. ``replay`` (path -> action)
+    plans parameters without storage instead as ``custom`` (the constructor's own init,
+    replayed by :mod:`hydra_init.replay`) under ``replay_rule``.
     """
     index = ModelIndex(model)
     families, other_families, family_notes = recognized_families(parsed.recipe, index.class_names)
@@ -402,6 +406,7 @@ def build_plan(
     adopted = 0
     plan.warnings.extend(_tied_warnings(claims, best, index.aliases))
     skipped = tuple(prefix + "." for prefix in skip)
+    replay = replay or {}
     for path, ref in index.params.items():
         if skipped and path.startswith(skipped):
             plan.entries[path] = PlanEntry(ref, "default", note=skip_note)
@@ -412,6 +417,8 @@ def build_plan(
         elif path in best:
             _, rule, role, found = best[path]
             plan.entries[path] = _entry_for(ref, rule, role, found)
+        elif path in replay and has_no_storage(ref.param):
+            plan.entries[path] = PlanEntry(ref, "custom", rule=replay_rule, init=replay[path])
         elif fallback is not None and has_no_storage(ref.param):
             plan.entries[path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init,
                                            role=ref.local_name)
@@ -423,6 +430,10 @@ def build_plan(
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
     plan.resets = _module_resets(plan.entries, meta_build=fallback is not None)
+    replayed = sum(e.rule is replay_rule for e in plan.entries.values()) if replay else 0
+    if replayed:  # counted after the resets, which take over their modules' parameters
+        plan.rules.append(replay_rule)
+        plan.matched[replay_rule.label] = replayed
     return plan
 
 
@@ -544,7 +555,7 @@ def _module_resets(entries: dict[str, PlanEntry], *, meta_build: bool) -> list[t
         owners.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
     for path, entry in entries.items():
         owner = owners.get(id(entry.ref.module))
-        if owner is not None and entry.source == "default":
+        if owner is not None and entry.source in ("default", "custom"):  # the reset rewrites them
             entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
                                       role=entry.ref.local_name)
     # Children first, as in an eager build: a parent's reset may set its children's
