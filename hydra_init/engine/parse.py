@@ -35,7 +35,7 @@ __all__ = ["ParsedConfig", "build_initializer", "parse_config", "parse_rule", "s
 
 from ..integration.schema import KNOBS
 
-_TOP_LEVEL = ("_target_", "seed", "rules", "module_init_cfg", *sorted(KNOBS))
+_TOP_LEVEL = ("_target_", "seed", "enabled", "rules", "module_init_cfg", *sorted(KNOBS))
 
 
 @dataclass
@@ -379,6 +379,8 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
             raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
+    if not _coerce(plain.get("enabled", True), bool, f"{key}.enabled"):  # the off switch: checked, not run
+        return ParsedConfig(seed=seed, module_init_cfg=False)
     return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg)
 
 

@@ -33,6 +33,7 @@ from ..engine.knobs import check_knobs
 from ..engine.parse import parse_config
 from ..engine.report import InitReport
 from ..errors import InitConfigError
+from .failures import config_errors_first
 from .job import write_report
 from .schema import KNOBS
 
@@ -65,6 +66,7 @@ class Init:
         ['weight', 'bias']
     """
 
+    @config_errors_first
     def __init__(
         self,
         rules: Mapping[str, Any] | None = None,
@@ -134,6 +136,7 @@ class Init:
         self.key = key
         """The config path used in error messages."""
 
+    @config_errors_first
     def __call__(self, module: nn.Module, *, log: bool = True) -> InitReport:
         """Initialize ``module`` in place and return the report.
 

@@ -89,6 +89,7 @@ class InitConfig:
 
     _target_: str = "hydra_init.Init"
     seed: Optional[int] = None  # noqa: UP045
+    enabled: bool = True  # false: the off switch, the model stays exactly as constructed
     rules: dict[str, RuleConfig] = field(default_factory=dict)  # type: ignore[valid-type]
     module_init_cfg: bool = True
     # knobs shared by the presets
@@ -121,5 +122,5 @@ class InitConfig:
 
 KNOBS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(InitConfig)
-) - {"_target_", "seed", "rules", "module_init_cfg"}
+) - {"_target_", "seed", "enabled", "rules", "module_init_cfg"}
 """Preset-level knobs: values that rules interpolate."""
