@@ -13,7 +13,7 @@ composition time, as with the schema:
   errors that name the key;
 * ``init.bogus=1`` is refused by Hydra's struct check ("Key 'bogus' is not in
   struct"); a field the preset leaves at its default is added with ``+``
-  (``+init.rules.linear.a=0.1``) and checked when the init is built
+  (``+init.rules.conv.exclude=[stem]``) and checked when the init is built
   (:class:`~hydra_init.InitConfigError` with a did-you-mean);
 
 while the composed ``init`` node holds only what the preset says (plus its
