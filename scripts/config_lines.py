@@ -82,8 +82,9 @@ def main() -> None:
             app = _app(Path(tmp) / name.replace(" ", "_"), padded)
             job = _lines(app, "--cfg", "job")
             help_lines = _lines(app, "--help")
-            print(f"{name:>13}: init node {len(_init_node(job))} lines, --cfg job {len(job)} lines, "
-                  f"--help {len(help_lines)} lines, 'null' in init: {sum('null' in x for x in _init_node(job))}")
+            node = _init_node(job)
+            print(f"{name:>13}: init node {len(node)} lines, --cfg job {len(job)} lines, "
+                  f"--help {len(help_lines)} lines, 'null' in init: {sum('null' in x for x in node)}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ SHOWN = _shown_outputs("README.md")
 
 
 @pytest.mark.parametrize(("index", "shown"), SHOWN, ids=[str(i) for i, _ in SHOWN])
-def test_readme_output_is_what_the_block_prints(index: int, shown: str, tmp_path, monkeypatch, capsys) -> None:
+def test_readme_output_is_what_the_block_prints(index: int, shown: str, tmp_path, monkeypatch,
+                                                capsys) -> None:
     """A ```text block right after a ```python block shows its output; `...` stands for left-out text."""
     monkeypatch.chdir(tmp_path)
     run_block("README.md", BLOCKS, index)

@@ -15,8 +15,9 @@ the user's frames, not the engine's. Outside a job nothing is logged.
 >>> try:
 ...     build()
 ... except InitConfigError as err:
-...     print(err, "| frames:", len(traceback.extract_tb(err.__traceback__)))
-init.seed: expected an integer, got 'x' | frames: 1
+...     frames = [f.name for f in traceback.extract_tb(err.__traceback__)]
+...     print(err, "| inner frame shown:", "build" in frames)
+init.seed: expected an integer, got 'x' | inner frame shown: False
 """
 
 from __future__ import annotations
