@@ -37,8 +37,10 @@ WIRED = "hydra_init.initialized"
 
 
 @pytest.fixture(autouse=True)
-def _app_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+def _app_importable(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(APP))  # `src.models...`, as the template's rootutils sets up
+    yield
+    HydraConfig.instance().cfg = None  # HydraConfig().set_config(cfg) is process-wide: undo it
 
 
 def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
