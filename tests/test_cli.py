@@ -55,7 +55,7 @@ def test_presets_lists_every_preset_with_its_description_and_knobs(capsys) -> No
         raw = OmegaConf.load(path)
         knobs_line = out.splitlines()[out.splitlines().index(line) + 1]
         for key, value in raw.items():
-            if key in ("defaults", "rules") or OmegaConf.is_config(value):
+            if key in ("defaults", "rules", "enabled") or OmegaConf.is_config(value):  # enabled: not a knob
                 continue
             if value is None:  # a knob the user must set
                 assert f"{key}=null" in knobs_line, (path.stem, key, knobs_line)
@@ -191,7 +191,8 @@ def test_summary_prints_the_table_and_draws_the_sweep(capsys, sweep) -> None:
     assert len(lines) == 1 + 3  # header + one row per job
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert {"overrides", "metric.acc", "initialized", "rules"} <= set(header)
-    assert "init=normal init.std=0.01 seed=1" in out
+    assert "| init.std=0.01 seed=1 |" in out  # only what varies across the jobs ...
+    assert "overrides shared by every job: init=normal" in err  # ... the rest said once
     for name in ("init_summary.csv", "init_summary.json", "init_summary.md"):
         assert (sweep / name).is_file()
     for name in ("init_summary.png", "curve_train_loss.png"):
@@ -212,10 +213,22 @@ def test_summary_of_several_sweeps_into_one_directory(capsys, sweep, tmp_path) -
     assert (out_dir / "init_summary.md").is_file() and not (out_dir / "init_summary.png").exists()
 
 
-def test_summary_without_job_records_explains_the_callback(capsys, tmp_path) -> None:
+def test_summary_refuses_a_directory_without_hydra_jobs(capsys, tmp_path) -> None:
     code, _, err = run(capsys, "summary", str(tmp_path))
     assert code == 2
-    assert "hydra/callbacks=init_summary" in err
+    assert f"{tmp_path} is not a Hydra run or multirun directory: no job under it has a .hydra/" in err
+
+
+def test_summary_reads_what_hydra_leaves_without_the_callback(capsys, tmp_path) -> None:
+    for num, overrides in enumerate((["init=xavier", "seed=0"], ["init=normal", "seed=0"])):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        (job / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {num}\n")
+    code, out, err = run(capsys, "summary", str(tmp_path), "--plot", "no")
+    assert code == 0, err
+    assert "| 0 | init=xavier |" in out and "| 1 | init=normal |" in out
+    assert "overrides shared by every job: seed=0" in err
 
 
 # ============================================================================ sweep pictures

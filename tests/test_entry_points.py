@@ -118,7 +118,8 @@ GOOD = [
 
 BAD = {
     # a knob the preset has no rule for: after Hydra resolves, the value 0.0 also sits in `a`/`bias`
-    ("+init=kaiming_conv", "init.std=0.0"): "init.std: 'std' is set but no rule",
+    ("+init=kaiming_conv", "+init.std=0.0"): "init.std: 'std' is set but no rule",
+    ("+init=kaiming_conv", "init.std=0.0"): "Could not override 'init.std'",  # lean: Hydra refuses
     ("+init=normal", "init.std=-1"): "init.rules.weights.std: std=-1.0 is negative",
     ("+init=xavier", "+init.bogus=1"): "init.bogus: unknown key 'bogus'",
     ("+init=xavier", "init.rules.weights.distribution=uniformly"): "distribution",

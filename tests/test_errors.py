@@ -233,13 +233,16 @@ def _apply(model, cfg):
     return report, changed(model, before)
 
 
-def test_existing_but_absent_class_is_a_warning():
+def test_existing_but_absent_class_is_a_note_not_a_warning():
+    # A preset's conv rule on an MLP: expected, so a note (DEBUG, in the report), not a warning.
     report, written = _apply(Net(), {"seed": 0, "rules": {"linear": {"type": "Xavier", "layer": "Linear"},
                                                           "conv3d": {"type": "Kaiming", "layer": "Conv3d"}}})
     assert written  # the other rule still ran
     assert report.rules["conv3d"]["matched"] == 0
-    assert any("conv3d" in w for w in report.warnings)
-    assert "conv3d" in str(report)
+    assert report.notes == ["rule 'conv3d' matched nothing in this model"]
+    assert report.warnings == []
+    assert report.to_dict()["notes"] == report.notes
+    assert "note: rule 'conv3d' matched nothing" in str(report)
 
 
 def test_unknown_class_in_a_rule_that_matched_is_a_warning():
@@ -250,17 +253,28 @@ def test_unknown_class_in_a_rule_that_matched_is_a_warning():
     assert any("Conv1D" in w and "proj" in w for w in report.warnings)
 
 
-def test_optional_rule_that_matches_nothing_is_a_warning():
+def test_optional_rule_that_matches_nothing_is_a_note():
     report, written = _apply(Net(), {"seed": 0, "rules": {
         "first": FIRST, "maybe": {"type": "Zeros", "name": "decoder.*", "optional": True}}})
     assert written
-    assert any("maybe" in w for w in report.warnings)
+    assert any("maybe" in n for n in report.notes) and report.warnings == []
 
 
-def test_warnings_are_logged(caplog):
-    with caplog.at_level("WARNING", logger="hydra_init"):
-        hydra_init.apply(Net(), {"seed": 0, "rules": {"c": {"type": "Kaiming", "layer": "Conv3d"}}})
-    assert any(r.levelname == "WARNING" and "'c'" in r.getMessage() for r in caplog.records)
+def test_warnings_are_logged_and_notes_only_at_debug(caplog):
+    rules = {"c": {"type": "Kaiming", "layer": "Conv3d"},  # a note: no Conv3d here
+             "p": {"type": "Normal", "std": 0.02, "layer": ["Linear", "Conv1D"]}}  # a warning: no Conv1D
+    with caplog.at_level("INFO", logger="hydra_init"):
+        hydra_init.apply(Net(), {"seed": 0, "rules": rules})
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [m for level, m in messages if level == "WARNING"] == [
+        "hydra_init: rule 'p': no class 'Conv1D' here (did you mean 'Conv2d'?)"]  # Net has Conv2d
+    assert [level for level, _ in messages] == ["INFO", "WARNING"]  # one summary line, one warning
+    assert messages[0][1].startswith("hydra_init init report: ")
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="hydra_init"):
+        hydra_init.apply(Net(), {"seed": 0, "rules": rules})
+    assert ("DEBUG", "hydra_init: note: rule 'c' matched nothing in this model") in [
+        (r.levelname, r.getMessage()) for r in caplog.records]
 
 
 def test_key_argument_prefixes_every_error_path():
@@ -268,6 +282,17 @@ def test_key_argument_prefixes_every_error_path():
     with pytest.raises(InitConfigError) as info:
         hydra_init.apply(Net(), named({"type": "Normal", "std": -1.0}), key="model.init", log=False)
     assert info.value.key == "model.init.rules.bad.std"
+
+
+def test_third_party_class_a_model_lacks_is_a_note():
+    # gpt2's rules list Linear and transformers' Conv1D: on a torch-only MLP, Conv1D is just absent
+    mlp = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    report = hydra_init.plan(mlp, {"rules": {
+        "linear": {"type": "Normal", "std": 0.02, "layer": ["Linear", "Conv1D"]},
+        "embedding": {"type": "Normal", "std": 0.02, "layer": ["Embedding"]}}})
+    assert report.warnings == []
+    assert report.notes == ["rule 'linear': no class 'Conv1D' here",
+                            "rule 'embedding' matched nothing in this model"]
 
 
 def test_layer_case_typo_suggests_the_real_class():

@@ -19,7 +19,7 @@ from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import InstantiationException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -76,7 +76,9 @@ def test_every_preset_survives_hydra_instantiate(compose_app):
 
 
 def test_unused_knob_is_refused_on_both_paths(compose_app):
-    cfg = compose_app("+init=kaiming_conv", "init.std=0.02")
+    with pytest.raises(ConfigCompositionException, match=r"Could not override 'init\.std'"):
+        compose_app("+init=kaiming_conv", "init.std=0.02")  # the lean preset has no std: Hydra refuses
+    cfg = compose_app("+init=kaiming_conv", "+init.std=0.02")  # forced in with +: ours refuses
     with pytest.raises(hydra_init.InitConfigError, match=r"^init\.std: 'std' is set but no rule"):
         hydra_init.Init.from_config(cfg.init)  # unresolved node: interpolations inspected
     with pytest.raises(InstantiationException, match=r"init\.std: 'std' is set but no rule"):
@@ -139,7 +141,7 @@ def test_instantiate_builds_and_initializes(compose_app):
 
 
 def test_instantiate_validates_the_init_before_building_the_model(compose_app):
-    cfg = compose_app("+init=constant", "init.std=0.1")
+    cfg = compose_app("+init=constant", "+init.std=0.1")
     cfg.model._target_ = f"{__name__}.Counted"
     built = Counted.built
     with pytest.raises(hydra_init.InitConfigError, match=r"^init\.std"):
@@ -316,7 +318,7 @@ def test_search_path_plugin_appends_once_after_the_app():
     HydraInitSearchPathPlugin().manipulate_search_path(path)  # discovered and registered: still once
     assert [(e.provider, e.path) for e in path.get_path()] == [
         ("main", "file://app/conf"),
-        (PROVIDER, f"file://{hydra_init.integration.conf_dir()}"),
+        (PROVIDER, f"hydra-init-conf://{hydra_init.integration.conf_dir()}"),
         (PROVIDER, "hydra-init://"),
     ]
 

@@ -177,7 +177,7 @@ def test_plugin_comes_from_the_installed_wheel_and_loads_no_torch(wheel_python, 
     sources = json.loads(out.split("SOURCES=")[1].splitlines()[0])
     providers = [s["provider"] for s in sources]
     ours = [(s["schema"], s["path"]) for s in sources if s["provider"] == "hydra-init"]
-    assert ours == [("file", ours[0][1]), ("hydra-init", "")], ours
+    assert ours == [("hydra-init-conf", ours[0][1]), ("hydra-init", "")], ours
     assert ours[0][1].endswith("site-packages/hydra_init/conf")
     assert ours[0][1].startswith(str(wheel_python.parent.parent))  # the venv the wheel went into
     assert providers.index("main") < providers.index("hydra-init")  # the app's own configs come first
@@ -191,9 +191,12 @@ def test_help_lists_the_init_group_and_its_options(wheel_python, app):
     assert {o.strip() for o in groups["init/rules"].split(",")} >= {"norm_ones", "head_zero"}
 
 
-def test_info_defaults_shows_the_preset_and_its_schema(wheel_python, app):
+def test_info_defaults_shows_the_preset_lean_and_an_app_preset_bound_to_the_schema(wheel_python, app):
     out = run(wheel_python, app, "--info", "defaults", "init=xavier")
-    assert "init/xavier" in out and "hydra_init/schema/init" in out and "init/rules/norm_ones" in out
+    # ours is served lean (typed nodes, no schema in its tree); the app's own binds to the padded schema
+    assert "init/xavier" in out and "init/rules/norm_ones" in out and "hydra_init/schema/init" not in out
+    out = run(wheel_python, app, "--info", "defaults", "init=constant")
+    assert "init/constant" in out and "hydra_init/schema/init" in out
 
 
 def test_cfg_job_prints_the_composed_init(wheel_python, app):
@@ -208,17 +211,23 @@ def test_cfg_job_prints_the_composed_init(wheel_python, app):
 # ------------------------------------------------------------------ bad input
 BAD_INPUT = {
     # overrides: (fragments the output must contain, whether the task ran and left the model untouched)
-    ("init.std=abc",): (["Error merging override init.std=abc", "could not be converted to Float"], False),
+    ("init.a=abc",): (["Error merging override init.a=abc", "could not be converted to Float"], False),
+    ("init.rules.conv.mode=fan_sideways",): (["Error merging override init.rules.conv.mode=fan_sideways",
+                                              "expected one of [fan_in, fan_out, fan_avg]"], False),
     ("init.mode=fan_sideways",): (["Error merging override init.mode=fan_sideways",
                                    "expected one of [fan_in, fan_out, fan_avg]"], False),
-    ("init.bogus=1",): (["Could not override 'init.bogus'", "Key 'bogus' not in 'InitConfig'"], False),
+    ("init.bogus=1",): (["Could not override 'init.bogus'", "Key 'bogus' is not in struct"], False),
+    ("init.std=0.02",): (["Could not override 'init.std'", "To append to your config use +init.std=0.02"],
+                         False),
     ("init=kaimin_conv",): (["Could not find 'init/kaimin_conv'", "Available options in 'init'",
                              "kaiming_conv"], False),
     ("init=normal", "init.std=-1"): (["init.rules.weights.std: std=-1.0 is negative",
                                       "the value of the knob init.std"], True),
     ("+init.bogus=1",): (["init.bogus: unknown key 'bogus'"], True),
-    ("init.std=0.02",): (["init.std: 'std' is set but no rule of this init config uses it",
-                          "knobs used here: a, bias, mode, nonlinearity"], True),
+    ("+init.std=0.02",): (["init.std: 'std' is set but no rule of this init config uses it",
+                           "knobs used here: a, bias, mode, nonlinearity"], True),
+    ("+init.rules.conv.mdoe=fan_in",): (["init.rules.conv.mdoe: unknown rule key 'mdoe'",
+                                         "did you mean 'mode'?"], True),
     ("+init/rules=[head_zero]", "init.rules.head_zero.name=[haed]"): (
         ["init.rules.head_zero.name", "matches no module", "head"], True),
 }
@@ -232,6 +241,9 @@ def test_bad_input_fails_naming_the_key_before_the_model_is_touched(wheel_python
         assert fragment in out, f"{fragment!r} not in:\n{out[-3000:]}"
     if task_ran:
         assert "MODEL_UNTOUCHED=True" in out
+        # the message first, as one log line, before Hydra's "Error executing job" and its traceback
+        error_line = next(line for line in out.splitlines() if fragments[0] in line)
+        assert error_line.startswith("[") and "[hydra_init][ERROR] - " in error_line, out[-3000:]
     else:  # refused while composing: the app never ran
         assert "MODEL_UNTOUCHED" not in out
 
@@ -327,7 +339,10 @@ def run_example(tmp_path: Path, *args: str) -> str:
 
 def test_example_app_prints_the_report_and_a_training_result(tmp_path):
     out = run_example(tmp_path, f"hydra.run.dir={tmp_path}/run", "train.epochs=1")
-    assert "hydra_init init report" in out and "rule    conv" in out
+    # one INFO line per init (the table is at DEBUG, and in init_report.json)
+    assert "[hydra_init][INFO] - hydra_init init report: 10 parameters, 6,186 values, seed 0; " \
+           "10 initialized by a rule" in out
+    assert "rule    conv" not in out
     assert "trained SmallCNN for 1 epochs" in out and "test accuracy" in out
     assert load(tmp_path / "run" / "init_report.json")["totals"]["rule"] == 10
 

@@ -35,3 +35,21 @@ def test_presets_table_names_each_preset_and_its_knobs() -> None:
         knobs = {k for k in KNOBS if OmegaConf.load(conf_dir() / "init" / f"{name}.yaml").get(k) is not None}
         documented = set(re.findall(r"`(\w+)`", rows[name])) & KNOBS
         assert documented == knobs, name
+
+
+def test_lean_line_counts_in_the_docs_are_what_the_script_prints() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(DOC.parent.parent / "scripts" / "config_lines.py")],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    counts = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"(padded schema|lean): init node (\d+) lines, --cfg job (\d+) lines, --help (\d+) lines, "
+        r"'null' in init: (\d+)", out)}
+    files = re.search(r"kaiming_conv.yaml: (\d+) lines \(\+ (\d+) in", out).groups()
+    assert f"| {files[0]} + {files[1]} lines |" in TEXT
+    for label, name in (("bound to the padded schema (before)", "padded schema"), ("lean (now)", "lean")):
+        node, job, help_, nulls = counts[name]
+        assert f"| {label} | {node} lines | {job} lines | {help_} lines | {nulls} |" in TEXT, out
+    readme = (DOC.parent.parent / "README.md").read_text()
+    assert f"{counts['lean'][0]} lines instead of {counts['padded schema'][0]}" in readme

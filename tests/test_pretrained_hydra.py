@@ -99,7 +99,7 @@ def test_command_line_policies_prefix_and_target(compose_init, checkpoint, tmp_p
     source, path = checkpoint
     # a new number of classes: the head is skipped and initialized by the preset's linear rule
     cfg = compose_init("init=pretrained", f"init.checkpoint={path}",
-                       "init.rules.pretrained.shape_mismatch=skip")
+                       "+init.rules.pretrained.shape_mismatch=skip")  # + : a field the preset leaves unset
     model = poisoned(Net(classes=3))
     report = hydra_init.apply(model, cfg.init, log=False)
     assert torch.equal(model.backbone.conv.weight, source.backbone.conv.weight)
@@ -110,7 +110,8 @@ def test_command_line_policies_prefix_and_target(compose_init, checkpoint, tmp_p
     det_path = tmp_path / "detector.pth"
     torch.save({"state_dict": detector, "meta": {"epoch": 1}}, det_path)
     cfg = compose_init("init=pretrained", f"init.checkpoint={det_path}", "init.prefix=detector.",
-                       r"init.rules.pretrained.rename=['^trunk\.=>']", "init.rules.pretrained.name=backbone")
+                       r"+init.rules.pretrained.rename=['^trunk\.=>']",
+                       "+init.rules.pretrained.name=backbone")
     model = poisoned(Net())
     report = hydra_init.apply(model, cfg.init, log=False)
     for key, value in source.backbone.state_dict().items():
@@ -121,8 +122,12 @@ def test_command_line_policies_prefix_and_target(compose_init, checkpoint, tmp_p
 
 def test_config_mistakes_fail_at_compose_or_before_any_write(compose_init, checkpoint):
     _, path = checkpoint
-    with pytest.raises(ConfigCompositionException, match="missing_keys"):
+    with pytest.raises(ConfigCompositionException, match="missing_keys"):  # not in the lean preset
         compose_init("init=pretrained", f"init.checkpoint={path}", "init.rules.pretrained.missing_keys=raise")
+    cfg = compose_init("init=pretrained", f"init.checkpoint={path}",
+                       "+init.rules.pretrained.missing_keys=raise")
+    with pytest.raises(hydra_init.InitConfigError, match=r"^init\.rules\.pretrained\.missing_keys: invalid"):
+        hydra_init.apply(Net(), cfg.init)  # added with +: checked when the init is built
     cfg = compose_init("init=pretrained")  # no init.checkpoint
     with pytest.raises(hydra_init.InitConfigError, match=r"needs a checkpoint.*set init\.checkpoint"):
         hydra_init.apply(Net(), cfg.init)

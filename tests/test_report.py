@@ -60,7 +60,7 @@ def test_str_is_a_table_grouped_by_rule(applied):
     default_line = next(line for line in lines if line.lstrip().startswith("default"))
     assert "extra.weight" in default_line
     assert any("totals" in line for line in lines)
-    assert any("warning" in line and "video" in line for line in lines)
+    assert any("note" in line and "video" in line for line in lines)
 
 
 def test_to_dict_is_json_ready_and_complete(applied):
@@ -79,7 +79,7 @@ def test_to_dict_is_json_ready_and_complete(applied):
     assert data["rules"]["conv"]["matched"] == 4 and data["rules"]["conv"]["written"] == 4
     assert data["rules"]["head"]["args"]["bias_prob"] == 0.01
     assert data["rules"]["video"]["matched"] == 0
-    assert any("video" in w for w in data["warnings"])
+    assert any("video" in n for n in data["notes"]) and data["warnings"] == []
     assert data["totals"] == report.totals
 
 

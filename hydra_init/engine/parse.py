@@ -518,6 +518,8 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
             raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
+    if not _coerce(plain.get("enabled", True), bool, f"{key}.enabled"):  # the off switch: checked, not run
+        return ParsedConfig(seed=seed, module_init_cfg=False, key=key)
     return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg, key=key,
                         recipe=recipe)
 

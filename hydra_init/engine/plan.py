@@ -72,13 +72,14 @@ class PlanEntry:
 
 @dataclass
 class Plan:
-    """The resolved plan: entries by parameter path, rules, match counts, warnings."""
+    """The resolved plan: entries by parameter path, rules, match counts, warnings and notes."""
 
     entries: dict[str, PlanEntry]
     rules: list[Rule]
     seed: int | None
     matched: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # expected findings (rules with nothing to match here)
     resets: list[tuple[str, nn.Module, Rule]] = field(default_factory=list)
     pretrained: list[Any] = field(default_factory=list)
     aliases: dict[str, list[str]] = field(default_factory=dict)
@@ -374,11 +375,11 @@ def build_plan(
         if not selected:
             _no_match_problem(rule, index, modules, dead_globs)
             wanted = f"params {list(rule.params)}" if rule.params else "weight/bias"
-            what = (
-                f"matched {len(modules)} module(s) but none has {wanted}"
-                if modules else "matched nothing in this model"
-            )
-            plan.warnings.append(f"rule {rule.label!r} {what}")
+            if modules:
+                plan.warnings.append(
+                    f"rule {rule.label!r} matched {len(modules)} module(s) but none has {wanted}")
+            else:  # a layer family this model lacks (conv rules on an MLP): expected, a note
+                plan.notes.append(f"rule {rule.label!r} matched nothing in this model")
         else:
             for pattern in sorted(dead_globs) if not rule.optional else ():  # optional: any may be absent
                 plan.warnings.append(f"rule {rule.label!r}: name {pattern!r} matches no module")
@@ -388,8 +389,9 @@ def build_plan(
                     plan.warnings.append(f"rule {rule.label!r}: exclude {pattern!r} matches no module")
             for name in rule.layer:
                 if not is_known_class(name, index.class_names):
-                    hint = closest(name, index.class_names | torch_class_names())
-                    plan.warnings.append(
+                    # close to a class of this model: a likely typo (warning); else a family it lacks
+                    hint = closest(name, index.class_names)
+                    (plan.warnings if hint else plan.notes).append(
                         f"rule {rule.label!r}: no class {name!r} here"
                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     )

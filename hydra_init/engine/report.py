@@ -76,7 +76,7 @@ class InitReport:
         params: one :class:`ParamRecord` per parameter, in model order.
         rules: per rule label, its initializer and how many parameters it matched
             and won.
-        warnings: rules that matched nothing and other non-fatal findings.
+        warnings: non-fatal findings a user should act on.
         seed: the seed used (``None`` for a dry run without a seed).
         applied: ``False`` for a dry run.
     """
@@ -93,6 +93,8 @@ class InitReport:
     """Size name -> (value, where it came from): read from the model or set (engine/sizes.py)."""
     families: list[str] = field(default_factory=list)
     """The model families the config recognized (its ``families``)."""
+    notes: list[str] = field(default_factory=list)
+    """Expected findings, logged at DEBUG: a rule for a layer family the model lacks."""
 
     @classmethod
     @without_gc
@@ -145,7 +147,8 @@ class InitReport:
         not_loaded = {r.path: r.detail for r in records if r.path in not_loaded and r.source != "pretrained"}
         warnings = list(plan.warnings) + _left_at_default_warnings(records, not_loaded)
         sizes = {name: (size.value, size.source) for name, size in plan.sizes.items()}
-        return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded, sizes, plan.families)
+        return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded, sizes, plan.families,
+                   list(plan.notes))
 
     # ------------------------------------------------------------------ queries
     @property
@@ -200,6 +203,7 @@ class InitReport:
             "totals": self.totals,
             "rules": self.rules,
             "warnings": self.warnings,
+            "notes": self.notes,
             "checkpoints": self.checkpoints,
             **({"sizes": {k: {"value": v, "source": src} for k, (v, src) in self.sizes.items()}}
                if self.sizes else {}),
@@ -227,13 +231,29 @@ class InitReport:
     def __str__(self) -> str:
         return self._table(with_warnings=True)
 
-    def _table(self, with_warnings: bool) -> str:
+    def _head(self) -> str:
         t = self.totals
-        head = (
+        return (
             f"hydra_init {'init report' if self.applied else 'plan (dry run)'}: "
             f"{t['params']} parameters, {t['values']:,} values"
             + (f", seed {self.seed}" if self.seed is not None else "")
         )
+
+    def _totals(self) -> str:
+        t = self.totals
+        return ", ".join(f"{t[s]} {_SOURCE_TITLES[s]}" for s in SOURCES if t[s]) or "nothing"
+
+    def summary_line(self) -> str:
+        """The one line logged at INFO: counts, seed and totals by source.
+
+        >>> import torch.nn as nn, hydra_init
+        >>> hydra_init.plan(nn.Linear(4, 2), {"seed": 0, "rules": {}}).summary_line()
+        'hydra_init plan (dry run): 2 parameters, 10 values, seed 0; 2 left at default (no rule)'
+        """
+        return f"{self._head()}; {self._totals()}"
+
+    def _table(self, with_warnings: bool) -> str:
+        head = self._head()
         rows = [("source", "rule", "initializer", "params", "values", "examples")]
         for source, rule, init, recs in self._groups():
             paths = [r.path for r in recs]
@@ -247,17 +267,21 @@ class InitReport:
             cells = [row[i][: widths[i]].ljust(widths[i]) if i < 3 else row[i].rjust(widths[i])
                      for i in range(5)]
             lines.append("  " + "  ".join(cells) + "  " + row[5])
-        summary = ", ".join(f"{t[s]} {_SOURCE_TITLES[s]}" for s in SOURCES if t[s])
-        lines.append("  totals: " + summary)
+        lines.append("  totals: " + self._totals())
         lines.extend(_pretrained_lines(self))
         if with_warnings:
             lines.extend(f"  warning: {w}" for w in self.warnings)
+            lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
     def log(self, logger: logging.Logger = log) -> None:
-        """Summary table at INFO; one line per parameter at DEBUG; each warning once, at WARNING."""
-        logger.info("%s", self._table(with_warnings=False))
+        """One summary line at INFO; the table, the notes and one line per parameter at DEBUG;
+        each warning once, at WARNING."""
+        logger.info("%s", self.summary_line())
         if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", self._table(with_warnings=False))
+            for n in self.notes:
+                logger.debug("hydra_init: note: %s", n)
             for r in self.params:
                 logger.debug("%s %s %s: %s %s", r.path, list(r.shape), r.dtype, r.init, r.detail)
         for w in self.warnings:

@@ -307,4 +307,4 @@ class ModelIndex:
         if not hits:
             depth = pattern.count(".") + 1
             hits = [p for p in self.module_paths if p and p.count(".") + 1 == depth][:limit]
-        return hits
+        return hits or [p for p in self.module_paths if p and "." not in p][:limit]  # the top level

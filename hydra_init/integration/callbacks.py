@@ -26,11 +26,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .job import report_files
+from .job import output_dir_of, report_files
 from .threads import limit_threads
 
 __all__ = [
-    "InitProbeCallback", "InitSummaryCallback", "TorchThreadsCallback", "collect_rows", "markdown_table",
+    "InitProbeCallback", "InitSummaryCallback", "TorchThreadsCallback", "collect_rows", "job_dirs",
+    "markdown_table", "varying_overrides",
 ]
 
 log = logging.getLogger("hydra_init")
@@ -96,9 +97,15 @@ class InitSummaryCallback(Callback):
         else:
             error = job_return._return_value
             record["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
-        output_dir = Path(config.hydra.runtime.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        output_dir = output_dir_of(config.hydra)
+        if output_dir is None:
+            log.debug("init_summary: job has no output directory; %s not written", JOB_FILE)
+            return
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        except Exception as exc:  # a callback's bookkeeping must never fail the job
+            log.warning("init_summary: could not write %s (%s)", output_dir / JOB_FILE, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -129,11 +136,42 @@ def _init_columns(job_dir: Path) -> dict[str, Any]:
     }
 
 
-def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per job directory under ``sweep_dir`` that holds a job record, by job number."""
+def _hydra_record(job_dir: Path) -> dict[str, Any]:
+    """What Hydra itself leaves in every job's ``.hydra/``: the job number and the overrides."""
+    import yaml
+
+    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    hydra_file = job_dir / ".hydra" / "hydra.yaml"
+    num = None
+    if hydra_file.is_file():
+        hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
+        num = ((hydra_cfg.get("hydra") or {}).get("job") or {}).get("num")
+    return {"job": num if isinstance(num, int) else None, "overrides": [str(o) for o in overrides],
+            "status": None}
+
+
+def job_dirs(sweep_dir: str | Path, hydra_files: bool = False) -> list[Path]:
+    """Job directories under ``sweep_dir``: those with a job record (``hydra_init_job.json``), and
+    with ``hydra_files`` also those with Hydra's own ``.hydra/overrides.yaml`` (a run without the
+    ``init_summary`` callback; ``sweep_dir`` itself when it is a single run's directory)."""
+    root = Path(sweep_dir)
+    found = {p.parent for p in root.glob(f"**/{JOB_FILE}")}
+    if hydra_files:
+        found |= {p.parent.parent for p in root.glob("**/.hydra/overrides.yaml")}
+    return sorted(found)
+
+
+def collect_rows(sweep_dir: str | Path, hydra_files: bool = False) -> list[dict[str, Any]]:
+    """One row per job directory under ``sweep_dir`` (see :func:`job_dirs`), by job number.
+
+    A job's record (``hydra_init_job.json``, left by the ``init_summary`` callback)
+    gives its status and returned metric; without one (``hydra_files``) the row is
+    read from the job's ``.hydra/`` files and its init reports, with no metric.
+    """
     rows = []
-    for job_file in Path(sweep_dir).glob(f"**/{JOB_FILE}"):
-        record = json.loads(job_file.read_text())
+    for job_dir in job_dirs(sweep_dir, hydra_files):
+        job_file = job_dir / JOB_FILE
+        record = json.loads(job_file.read_text()) if job_file.is_file() else _hydra_record(job_dir)
         row: dict[str, Any] = {
             "job": record.get("job"),
             "overrides": " ".join(record.get("overrides", [])),
@@ -144,11 +182,28 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
             row.update({f"metric.{k}": v for k, v in metric.items()})
         else:
             row["metric"] = metric
-        row.update(_init_columns(job_file.parent))
+        row.update(_init_columns(job_dir))
         row["error"] = record.get("error", "")
-        row["dir"] = str(job_file.parent.relative_to(sweep_dir))
+        row["dir"] = str(job_dir.relative_to(sweep_dir))
         rows.append(row)
     return sorted(rows, key=lambda r: (r["job"] is None, r["job"] or 0, r["dir"]))
+
+
+def varying_overrides(rows: list[dict[str, Any]]) -> list[str]:
+    """Keep in each row's ``overrides`` only those that vary across the rows; returns the shared ones.
+
+    >>> rows = [{"overrides": "init=xavier init.bias=0 +init/rules=[head_zero]"},
+    ...         {"overrides": "init=normal init.bias=0 +init/rules=[head_zero]"}]
+    >>> varying_overrides(rows), [r["overrides"] for r in rows]
+    (['init.bias=0', '+init/rules=[head_zero]'], ['init=xavier', 'init=normal'])
+    """
+    tokens = [str(row.get("overrides") or "").split() for row in rows]
+    if len(rows) < 2:
+        return []
+    shared = [t for t in tokens[0] if all(t in other for other in tokens[1:])]
+    for row, own in zip(rows, tokens, strict=True):
+        row["overrides"] = " ".join(t for t in own if t not in shared)
+    return shared
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -30,6 +30,7 @@ from ..engine.knobs import KNOBS_USED_FIELD
 from ..engine.parse import ParsedConfig, parse_config
 from ..engine.report import InitReport
 from ..errors import InitConfigError
+from .failures import config_errors_first
 from .job import write_report
 
 __all__ = ["Init"]
@@ -63,6 +64,7 @@ class Init:
         ['weight', 'bias']
     """
 
+    @config_errors_first
     def __init__(
         self,
         rules: Mapping[str, Any] | None = None,
@@ -119,6 +121,7 @@ class Init:
     def seed(self) -> int | None:
         return self.parsed.seed
 
+    @config_errors_first
     def __call__(self, module: nn.Module, *, log: bool = True) -> InitReport:
         """Initialize ``module`` in place and return the report.
 

@@ -23,6 +23,7 @@ import hydra.utils
 from omegaconf import DictConfig
 from torch import nn
 
+from .failures import config_errors_first
 from .init_object import Init
 from .job import write_report
 
@@ -31,6 +32,7 @@ __all__ = ["initialized", "instantiate"]
 log = logging.getLogger("hydra_init")
 
 
+@config_errors_first
 def instantiate(
     config: Any, init: Any = None, *, device: Any = None, **kwargs: Any
 ) -> nn.Module:
@@ -72,6 +74,7 @@ def instantiate(
     return _build_and_init(build, initializer, device)
 
 
+@config_errors_first
 def initialized(module: Any, init: Any = None, device: Any = None) -> nn.Module:
     """A ``_target_`` that returns ``module`` initialized by ``init``.
 

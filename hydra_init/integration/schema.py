@@ -92,6 +92,7 @@ class InitConfig:
     # interpolations use survive Hydra's resolution into Init(**kwargs): hydra_init.engine.knobs.
     _knobs_used_: Any = "${hydra_init.knobs_used:}"
     seed: Optional[int] = None  # noqa: UP045
+    enabled: bool = True  # false: the off switch, the model stays exactly as constructed
     rules: dict[str, RuleConfig] = field(default_factory=dict)  # type: ignore[valid-type]
     module_init_cfg: bool = True
     # knobs shared by the presets
@@ -119,5 +120,5 @@ from .recipe_schemas import RECIPE_SCHEMAS  # noqa: E402  (the recipes' schemas 
 
 KNOBS: frozenset[str] = frozenset(
     f.name for schema in (InitConfig, *RECIPE_SCHEMAS.values()) for f in dataclasses.fields(schema)
-) - {"_target_", "seed", "rules", "module_init_cfg", "sizes", "families", "_knobs_used_"}
+) - {"_target_", "seed", "rules", "module_init_cfg", "enabled", "sizes", "families", "_knobs_used_"}
 """Preset-level knobs: values that rules interpolate (the core's and every recipe's)."""

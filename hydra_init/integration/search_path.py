@@ -27,7 +27,7 @@ __all__ = ["conf_dir", "register", "register_hydra_plugins"]
 
 
 def register_hydra_plugins() -> None:
-    """Register hydra_init's Hydra plugins (presets search path, schema source) by hand.
+    """Register hydra_init's Hydra plugins (presets search path, config sources) by hand.
 
     Idempotent, and harmless when Hydra has discovered the plugins already.
     Call it at import time of the app, before ``@hydra.main`` or
@@ -44,8 +44,10 @@ def register_hydra_plugins() -> None:
     plugins = Plugins.instance()  # scans hydra_plugins first, so a discovered class is reused
     searchpath = importlib.import_module("hydra_plugins.hydra_init_searchpath.searchpath")
     schema_source = importlib.import_module("hydra_plugins.hydra_init_searchpath.schema_source")
+    conf_source = importlib.import_module("hydra_plugins.hydra_init_searchpath.conf_source")
     plugins.register(searchpath.HydraInitSearchPathPlugin)
     plugins.register(schema_source.HydraInitSchemaSource)
+    plugins.register(conf_source.HydraInitConfSource)
 
 
 register = register_hydra_plugins

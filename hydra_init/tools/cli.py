@@ -81,14 +81,59 @@ def _importable(paths: Sequence[Path]) -> Iterator[None]:
             sys.path.remove(p)
 
 
+def _is_wrapper(node: Any) -> bool:
+    from omegaconf import DictConfig
+
+    return isinstance(node, DictConfig) and node.get("_target_") in _WRAPPERS
+
+
+def _wrappers(node: Any, key: str) -> list[tuple[str, Any]]:
+    """``(key, node)`` of every ``hydra_init.initialized`` node at or under ``node``, outermost first.
+
+    Interpolations (``net: ${model.net}``, ``init: ${init}``) are not followed, so a
+    wrapper is found once, where it is written.
+    """
+    from omegaconf import DictConfig, ListConfig
+
+    if _is_wrapper(node):
+        return [(key, node)]
+    children: list[tuple[str, Any]] = []
+    if isinstance(node, DictConfig):
+        children = [(k, node._get_node(k)) for k in node]
+    elif isinstance(node, ListConfig):
+        children = [(f"[{i}]", node._get_node(i)) for i in range(len(node))]
+    out = []
+    for name, child in children:
+        if child is None or child._is_interpolation() or child._is_missing():
+            continue
+        child_key = f"{key}[{name[1:-1]}]" if name.startswith("[") else (f"{key}.{name}" if key else name)
+        out += _wrappers(child, child_key)
+    return out
+
+
+def _unwrapped(model_cfg: Any) -> Any:
+    """``model_cfg`` resolved, with every ``initialized`` wrapper replaced by its ``module``,
+    so that building it initializes nothing."""
+    from omegaconf import OmegaConf
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("_target_") in _WRAPPERS:
+                return strip(node.get("module"))
+            return {k: strip(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    plain = OmegaConf.to_container(model_cfg, resolve=True) if OmegaConf.is_config(model_cfg) else model_cfg
+    return strip(plain)
+
+
 def _build_model(model_cfg: Any, device: str) -> Any:
     """Instantiate the model, on the meta device by default (no memory, no values)."""
     import torch
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    if OmegaConf.select(model_cfg, "_target_") in _WRAPPERS:
-        model_cfg = model_cfg.module  # build the module only; the wrapper would apply the init
     if device == "meta":
         try:
             with torch.device("meta"):
@@ -100,10 +145,36 @@ def _build_model(model_cfg: Any, device: str) -> Any:
         return instantiate(model_cfg)
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[Path]]:
-    """The composed config, its model and init nodes, and the paths the app's modules import from."""
+def _targets(cfg: Any, args: argparse.Namespace) -> list[tuple[str, Any, Any, str]]:
+    """What to plan: ``(model key, module config, init node, init key)`` for each model.
+
+    ``--model-key`` (default ``model``) names the node; an ``initialized`` wrapper at
+    or under it (a LightningModule's ``net``) is planned through its ``module`` with
+    its own ``init``. Without a ``model`` node the whole config is searched for
+    wrappers. A node without a wrapper is planned with the ``--init-key`` node.
+    """
     from omegaconf import OmegaConf
 
+    root = OmegaConf.select(cfg, args.model_key, throw_on_missing=False)
+    explicit = args.model_key != "model"
+    if root is None and explicit:
+        raise _UsageError(f"the config has no {args.model_key!r} node")
+    found = _wrappers(root, args.model_key) if root is not None else _wrappers(cfg, "")
+    if found:
+        out = []
+        for key, node in found:
+            init_node = node.get("init")
+            init_key = init_node._get_full_key(None) if OmegaConf.is_config(init_node) else f"{key}.init"
+            out.append((key, node.module, init_node, init_key or f"{key}.init"))
+        return out
+    if root is None:
+        raise _UsageError("the config has no 'model' node and no hydra_init.initialized node: "
+                          "pick the node that builds the model with --model-key")
+    return [(args.model_key, root, OmegaConf.select(cfg, args.init_key), args.init_key)]
+
+
+def _compose(args: argparse.Namespace) -> tuple[Any, list[Path]]:
+    """The composed config and the paths the app's modules import from."""
     from ..integration.presets import compose
 
     if _is_config_file(args.source):
@@ -117,35 +188,47 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[Path]]:
                               "(`hydra-init presets` lists them)")
         paths = [Path.cwd()]
         cfg = compose(_target_overrides(args.source, args.overrides, args.model_key))
-    model_cfg = OmegaConf.select(cfg, args.model_key)
-    if model_cfg is None:
-        raise _UsageError(f"the config has no {args.model_key!r} node; pick it with --model-key")
-    return cfg, model_cfg, OmegaConf.select(cfg, args.init_key), paths
+    return cfg, paths
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, list[Path]]:
+    """The composed config, the (first) model's module config and init node, and the import paths."""
+    cfg, paths = _compose(args)
+    _, module_cfg, init_cfg, _ = _targets(cfg, args)[0]
+    return cfg, _unwrapped(module_cfg), init_cfg, paths
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     import hydra_init
 
-    _, model_cfg, init_cfg, paths = _load(args)
-    with _importable(paths):
-        model = _build_model(model_cfg, args.device)
-    report = hydra_init.plan(model, init_cfg, key=args.init_key)
+    cfg, paths = _compose(args)
+    targets = _targets(cfg, args)
+    reports = []
+    for _, module_cfg, init_cfg, init_key in targets:
+        with _importable(paths):
+            model = _build_model(_unwrapped(module_cfg), args.device)
+        reports.append(hydra_init.plan(model, init_cfg, key=init_key))
     if args.json:
-        print(report.to_json())
+        data = [r.to_dict() for r in reports]
+        print(json.dumps(data[0] if len(data) == 1 else
+                         {key: d for (key, *_), d in zip(targets, data, strict=True)}, indent=2))
         return 0
-    print(report)
-    if args.params:
-        width = max((len(r.path) for r in report.params), default=0)
-        print()
-        for r in report.params:
-            shape = "x".join(map(str, r.shape)) or "-"
-            print(f"  {r.path.ljust(width)}  {shape:>14}  {r.source:<10} {r.rule or '-'}: {r.init}")
+    for (key, *_), report in zip(targets, reports, strict=True):
+        if len(targets) > 1 or key != args.model_key:
+            print(f"{key}:")
+        print(report)
+        if args.params:
+            width = max((len(r.path) for r in report.params), default=0)
+            print()
+            for r in report.params:
+                shape = "x".join(map(str, r.shape)) or "-"
+                print(f"  {r.path.ljust(width)}  {shape:>14}  {r.source:<10} {r.rule or '-'}: {r.init}")
     return 0
 
 
 # ----------------------------------------------------------------------------- summary
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from ..integration.callbacks import collect_rows, markdown_table, write_summary
+    from ..integration.callbacks import collect_rows, markdown_table, varying_overrides, write_summary
 
     dirs = [Path(d).resolve() for d in args.dirs]
     for directory in dirs:
@@ -156,16 +239,20 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     job_dirs: list[Path] = []
     for directory in dirs:
-        found = collect_rows(directory)
+        found = collect_rows(directory, hydra_files=True)
         if not found:
             raise _UsageError(
-                f"no job records under {directory}: run the sweep with hydra/callbacks=init_summary "
-                "so that every job leaves hydra_init_job.json"
+                f"{directory} is not a Hydra run or multirun directory: no job under it has a .hydra/ "
+                "folder (Hydra writes .hydra/overrides.yaml into every job's output directory). "
+                "Point at a multirun's multirun/<date>/<time> or a run's outputs/<date>/<time>"
             )
         for row in found:
             job_dirs.append(directory / row["dir"])
             row["dir"] = os.path.relpath(directory / row["dir"], out)  # relative to the table
         rows.extend(found)
+    shared = varying_overrides(rows)
+    if shared:
+        print("overrides shared by every job: " + " ".join(shared), file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     written = write_summary(rows, out)
     if args.format == "markdown":
@@ -193,6 +280,11 @@ class _UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's own parser (parsed with options anywhere)."""
     parser = argparse.ArgumentParser(
         prog="hydra-init",
         description="Config-driven weight initialization for PyTorch: presets, dry runs, sweep summaries.",
@@ -238,7 +330,21 @@ def _parser() -> argparse.ArgumentParser:
     from .probe_cli import add_parser as add_probe
 
     add_probe(sub)
-    return parser
+    return parser, dict(sub.choices)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line with a subcommand's options and overrides in any order
+    (``plan SOURCE init=xavier --params model.d=8``): argparse's intermixed parsing,
+    which does not work through subparsers, runs on the subcommand's own parser."""
+    parser, commands = _parsers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if first is None or argv[first] not in commands or any(a in ("-h", "--help") for a in argv[:first]):
+        return parser.parse_args(argv)  # usage, --help, or an unknown command: argparse says so
+    args = commands[argv[first]].parse_intermixed_args(argv[first + 1:])
+    args.command = argv[first]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..errors import InitConfigError
 
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

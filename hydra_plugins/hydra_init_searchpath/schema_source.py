@@ -20,6 +20,9 @@ from hydra.plugins.config_source import ConfigResult, ConfigSource
 GROUP = "hydra_init/schema"
 SCHEMAS = {"init": "InitConfig", "rule": "RuleConfig"}
 """Config name in :data:`GROUP` -> class name in ``hydra_init.integration.schema``."""
+HEAD = "head"
+"""``hydra_init/schema/head``: the keys a lean preset needs first (``_target_``, ``_knobs_used_``),
+so that ``_knobs_used_`` resolves before the rules (``hydra_init.engine.knobs``)."""
 RECIPES = ("gpt2", "hf", "llama", "resnet", "retinanet_head", "rl_orthogonal", "vit")
 """Recipe schemas (``hydra_init.integration.recipe_schemas.RECIPE_SCHEMAS``), listed without importing it."""
 
@@ -39,8 +42,14 @@ class HydraInitSchemaSource(ConfigSource):
         from omegaconf import OmegaConf
 
         group, _, name = self._name(config_path).rpartition("/")
-        if group != GROUP or name not in (*SCHEMAS, *RECIPES):
+        if group != GROUP or name not in (*SCHEMAS, *RECIPES, HEAD):
             raise ValueError(f"hydra-init:// has no config {config_path!r}")
+        if name == HEAD:
+            node = OmegaConf.create(
+                {"_target_": "hydra_init.Init", "_knobs_used_": "${hydra_init.knobs_used:}"}
+            )
+            return ConfigResult(config=node, path=self.full_path(), provider=self.provider,
+                                header={"package": None})
         schema = importlib.import_module("hydra_init.integration.schema")
         cls = schema.RECIPE_SCHEMAS[name] if name in RECIPES else getattr(schema, SCHEMAS[name])
         node = OmegaConf.structured(cls)
@@ -57,12 +66,12 @@ class HydraInitSchemaSource(ConfigSource):
 
     def is_config(self, config_path: str) -> bool:
         group, _, name = self._name(config_path).rpartition("/")
-        return group == GROUP and name in (*SCHEMAS, *RECIPES)
+        return group == GROUP and name in (*SCHEMAS, *RECIPES, HEAD)
 
     def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
         path = self._name(config_path)
         groups = {"hydra_init": ["schema"]}.get(path, [])
-        configs = sorted((*SCHEMAS, *RECIPES)) if path == GROUP else []
+        configs = sorted((*SCHEMAS, *RECIPES)) if path == GROUP else []  # head: internal, not listed
         out = []
         if results_filter in (None, ObjectType.GROUP):
             out += groups

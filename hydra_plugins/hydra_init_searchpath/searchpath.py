@@ -13,6 +13,7 @@ from pathlib import Path
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
+from .conf_source import HydraInitConfSource
 from .schema_source import HydraInitSchemaSource
 
 PROVIDER = "hydra-init"
@@ -39,12 +40,13 @@ def conf_dir() -> Path | None:
 
 
 class HydraInitSearchPathPlugin(SearchPathPlugin):
-    """Appends ``file://<hydra_init conf dir>`` and ``hydra-init://`` (the schemas)."""
+    """Appends ``hydra-init-conf://<hydra_init conf dir>`` (the presets, served lean) and
+    ``hydra-init://`` (the structured schemas)."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         if any(element.provider == PROVIDER for element in search_path.get_path()):
             return  # registered twice (discovered and hydra_init.register()): add once
         directory = conf_dir()
         if directory is not None:
-            search_path.append(PROVIDER, f"file://{directory}")
+            search_path.append(PROVIDER, f"{HydraInitConfSource.scheme()}://{directory}")
         search_path.append(PROVIDER, f"{HydraInitSchemaSource.scheme()}://")
