@@ -283,6 +283,14 @@ def _parser() -> argparse.ArgumentParser:
     return _parsers()[0]
 
 
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """SOURCE, OVERRIDES, --model-key and --init-key: how `plan` and `probe` find the model and its init."""
+    p.add_argument("source", metavar="SOURCE", help="model _target_ or config .yaml")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDES", help="Hydra overrides")
+    p.add_argument("--model-key", default="model", help="config node that builds the model (model)")
+    p.add_argument("--init-key", default="init", help="config node of the init (init)")
+
+
 def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each subcommand's own parser (parsed with options anywhere)."""
     parser = argparse.ArgumentParser(
@@ -301,10 +309,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
         "SOURCE is a model _target_ (e.g. torch.nn.Transformer) or a Hydra app's primary config "
         "YAML; OVERRIDES are Hydra overrides (init=<preset>, init.<knob>=..., model.<arg>=...).",
     )
-    p.add_argument("source", metavar="SOURCE", help="model _target_ or config .yaml")
-    p.add_argument("overrides", nargs="*", metavar="OVERRIDES", help="Hydra overrides")
-    p.add_argument("--model-key", default="model", help="config node that builds the model (model)")
-    p.add_argument("--init-key", default="init", help="config node of the init (init)")
+    add_model_arguments(p)
     p.add_argument("--device", default="meta",
                    help="where to build the model: meta (default, no memory) or cpu, cuda ...")
     p.add_argument("--params", action="store_true", help="also list every parameter")

@@ -237,6 +237,8 @@ def _shape(text: str) -> list[int]:
 
 def add_parser(sub: Any) -> None:
     """Register the ``probe`` command on the ``hydra-init`` subparsers."""
+    from .cli import add_model_arguments
+
     p = sub.add_parser(
         "probe", help="signal propagation at init: per-layer activation and gradient scales",
         description="Build the model as `plan` does, apply the init, run one forward and backward "
@@ -244,10 +246,7 @@ def add_parser(sub: Any) -> None:
         "SOURCE and OVERRIDES as for `plan`; the batch comes from the config's probe node "
         "(probe.input) or --shape / --vocab-size.",
     )
-    p.add_argument("source", metavar="SOURCE", help="model _target_ or config .yaml")
-    p.add_argument("overrides", nargs="*", metavar="OVERRIDES", help="Hydra overrides")
-    p.add_argument("--model-key", default="model", help="config node that builds the model (model)")
-    p.add_argument("--init-key", default="init", help="config node of the init (init)")
+    add_model_arguments(p)
     p.add_argument("--probe-key", default="probe", help="config node of the probe settings (probe)")
     p.add_argument("--device", default="cpu", help="where to build and probe the model (cpu)")
     p.add_argument("--shape", type=_shape, help="Gaussian input of this shape, e.g. 256,64")
