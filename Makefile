@@ -20,7 +20,7 @@ $(STAMP): $(SOURCES)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	cd examples && ../$(BIN)/python train.py init=$(INIT)
+	cd examples && ../$(BIN)/python train.py init=$(INIT) hydra.verbose=hydra_init  # the report table is at DEBUG
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
