@@ -431,7 +431,7 @@ def build_plan(
     if adopted:
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
-    plan.resets = _module_resets(plan.entries, meta_build=fallback is not None)
+    plan.resets = _module_resets(plan.entries)
     replayed = sum(e.rule is replay_rule for e in plan.entries.values()) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)
@@ -526,7 +526,7 @@ def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> Plan
     return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=_check_shape(rule, init, ref))
 
 
-def _module_resets(entries: dict[str, PlanEntry], *, meta_build: bool) -> list[tuple[str, nn.Module, Rule]]:
+def _module_resets(entries: dict[str, PlanEntry]) -> list[tuple[str, nn.Module, Rule]]:
     """The modules whose ``reset_parameters()`` the plan runs, children first (validated).
 
     ``reset_parameters()`` rewrites every parameter of its module, also those the
