@@ -176,6 +176,12 @@ def test_numpy_npy_and_npz(tmp_path):
             "torch.from_numpy")
 
 
+def test_a_torchscript_archive(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(4, 3)), path)
+    refused(path, "is a TorchScript archive (torch.jit.save), not a state dict", "torch.jit.load(f)")
+
+
 @pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
 def test_a_plain_pickle_is_told_from_a_torch_save_file(tmp_path, protocol):
     path = tmp_path / "model.pkl"

@@ -35,6 +35,7 @@ _HINTS = {
     "instead of the file: check the URL and its credentials",
     "npy": "convert it: torch.save({'name': torch.from_numpy(numpy.load(f))}, 'model.pth')",
     "npz": "convert it: torch.save({k: torch.from_numpy(v) for k, v in numpy.load(f).items()}, 'model.pth')",
+    "torchscript": "load it where you trust it with torch.jit.load(f) and torch.save(model.state_dict(), f)",
     "pickle": "torch.load(weights_only=True) reads only torch.save files: unpickle it where you trust it "
     "and re-save the weights with torch.save(state_dict, f) or as .safetensors",
     "torch-zip": f"the file is truncated or corrupted: {_RESAVE}",

@@ -42,7 +42,7 @@ class FileKind:
 
     Attributes:
         kind: one of ``empty``, ``lfs``, ``html``, ``json``, ``xml``, ``text``,
-            ``npy``, ``npz``, ``zip`` (some other zip archive), ``torch-zip``,
+            ``npy``, ``npz``, ``zip`` (some other zip archive), ``torchscript``, ``torch-zip``,
             ``torch-legacy``, ``pickle``, ``safetensors``, ``binary`` (unknown).
         description: a noun phrase for messages (``a Git LFS pointer, not the checkpoint``).
         detail: what in the file shows it (its first line, its entries, a broken header), or ``""``.
@@ -113,6 +113,9 @@ def _zip_kind(path: Path, head: bytes) -> FileKind:
         first = head[30 : 30 + size].decode("utf-8", "replace") if len(head) >= 30 + size else ""
         names = [first] if first else []
     shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+    if complete and any(n.endswith("constants.pkl") for n in names):
+        return FileKind("torchscript", "a TorchScript archive (torch.jit.save), not a state dict",
+                        f"it holds {shown}")
     if any(n.endswith("data.pkl") for n in names):
         if complete:
             return FileKind("torch-zip", "a PyTorch checkpoint (zip format)", f"it holds {shown}")
