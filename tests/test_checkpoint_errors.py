@@ -176,6 +176,7 @@ def test_numpy_npy_and_npz(tmp_path):
             "torch.from_numpy")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_a_torchscript_archive(tmp_path):
     path = tmp_path / "model.pt"
     torch.jit.save(torch.jit.script(nn.Linear(4, 3)), path)
@@ -269,8 +270,9 @@ def test_contents_that_are_not_a_state_dict(tmp_path, obj, phrases):
 def test_weights_nested_deeper_are_offered_as_state_dict_key(tmp_path, weights):
     path = tmp_path / "model.pth"
     torch.save({"epoch": 3, "ema": {"model": weights}}, path)
-    refused(path, "entry 'epoch' holds an int, not a tensor", "set state_dict_key to the entry holding "
-            "the weights: ema.model")
+    refused(path, "has no state dict where hydra_init looks (the top level, then state_dict/model/"
+            "model_state_dict): it is a dict with entries epoch, ema",
+            "set state_dict_key to the entry holding the weights: ema.model")
     model = small()
     load(model, path, state_dict_key="ema.model")
     assert changed(model, dict(weights)) == set()

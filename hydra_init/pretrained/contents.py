@@ -133,6 +133,10 @@ def _refusal(node: Any, where: str, candidates: list[str]) -> tuple[str, str]:
         return (f"{where} holds no tensor at all: it is {describe(node)}",
                 pick if candidates else "this is not a weights file (a config, log or metadata file?): "
                 "point checkpoint at the file with the weights")
+    direct = isinstance(node, Mapping) and any(isinstance(v, torch.Tensor) for v in node.values())
+    if isinstance(node, Mapping) and candidates and not direct:
+        return (f"{where} has no state dict where hydra_init looks (the top level, then "
+                f"{'/'.join(NESTED_ENTRIES)}): it is {describe(node)}", pick)
     if not isinstance(node, Mapping):
         return (f"{where} holds {describe(node)}, not a state dict", pick if candidates
                 else "save a dict that names each tensor: torch.save(model.state_dict(), f)")
