@@ -287,19 +287,3 @@ def test_a_lightning_checkpoint_is_found_by_its_state_dict_entry(tmp_path, weigh
     report = load(model, path)
     assert report.checkpoints[0]["entry"] == "state_dict"
     assert changed(model, dict(weights)) == set()
-
-
-# ----------------------------------------------------------------------------- downloads
-def test_an_html_page_served_instead_of_the_file_names_the_url_and_the_cached_copy(tmp_path, monkeypatch):
-    page = b"<!DOCTYPE html><html><head><title>Sign in</title></head></html>"
-
-    def fake_download(url, dst, hash_prefix=None, progress=True):
-        with open(dst, "wb") as handle:
-            handle.write(page)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    url = "https://example.invalid/blob/main/model.pth"
-    message = refused(url, "is an HTML page, not a checkpoint", f"(downloaded from {url})",
-                      "delete the cached copy", ".../resolve/main/...")
-    assert str(tmp_path / "hub") in message

@@ -143,6 +143,15 @@ def test_http_errors_and_truncated_downloads_are_clear(server, source):
     refused(small(), url, r"cannot read .*cut\.pth.*downloaded from .*Hint: delete the cached copy")
 
 
+def test_a_web_page_served_instead_of_the_file_names_the_url_and_the_cached_copy(server):
+    (server.root / "model.pth").write_text("<!DOCTYPE html><html><head><title>Sign in</title></head></html>")
+    url = f"{server.url}/model.pth"
+    err = refused(small(), url, r"cannot read .*model\.pth: it is an HTML page, not a checkpoint "
+                  r"\(it starts with '<!DOCTYPE html>.*downloaded from .*Hint: delete the cached copy")
+    assert err.key == "init.rules.p.checkpoint"
+    assert str(download_path(url)) in str(err) and ".../resolve/main/..." in str(err)
+
+
 # ----------------------------------------------------------------------------- local paths, file://, sha256
 def test_file_url_and_local_sha256(ckpt_file, source):
     model = small()
