@@ -5,13 +5,14 @@
   unpickled. A file that asks to import anything else (a pickled model class,
   or a payload such as ``os.system``) is refused with an error that says so.
   There is deliberately no switch back to full unpickling.
-* ``.safetensors`` files (recognized by suffix or by their header) need the
+* safetensors files (recognized by their header, whatever the suffix) need the
   optional ``safetensors`` extra.
+* Every file is sniffed first (:mod:`~hydra_init.pretrained.sniff`): one that is
+  plainly not a checkpoint (text, a Git LFS pointer, empty, numpy, cut short) is
+  refused before any loader runs, and a failed load names what the file is.
 
-The state dict is the file's top level when that is a ``str -> Tensor``
-mapping, else the first of ``state_dict``, ``model``, ``model_state_dict`` that
-is one (mmengine, detectron2/timm and tutorial checkpoints), else the entry
-named by ``state_dict_key`` (a dotted path such as ``state_dict_ema``).
+Where the state dict sits inside the loaded object is
+:mod:`~hydra_init.pretrained.contents`' job.
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "m.pth")
