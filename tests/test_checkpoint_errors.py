@@ -97,6 +97,19 @@ def test_an_empty_file(tmp_path):
     refused(path, "is an empty file (0 bytes)", "did not finish")
 
 
+def test_a_file_that_cannot_be_opened(tmp_path, weights, monkeypatch):
+    from hydra_init.pretrained import sniff
+
+    path = tmp_path / "model.pth"
+    torch.save(weights, path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sniff, "open", denied, raising=False)  # root reads anything: chmod cannot show it
+    refused(path, "cannot read", "Permission denied", "readable by this process")
+
+
 def test_unknown_binary_lists_the_checkpoints_next_to_it(tmp_path, weights):
     torch.save(weights, tmp_path / "best.pth")
     path = tmp_path / "model.pth"

@@ -97,7 +97,13 @@ def read_state_dict(
     the config key of the rule (``init.rules.pretrained``).
     """
     ckpt_key = f"{key}.checkpoint"
-    found = sniff(path)
+    try:
+        found = sniff(path)
+    except OSError as exc:
+        raise InitConfigError(
+            ckpt_key, f"cannot read {path}: {exc.strerror or exc}",
+            hint="check that the file is readable by this process (permissions, a mount that went away)",
+        ) from None
     if found.kind not in _LOADABLE or not found.complete:
         raise unreadable(path, found, ckpt_key)
     if found.kind == "safetensors":
