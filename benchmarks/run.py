@@ -243,8 +243,8 @@ def profile_table(tiles: int, results: Results) -> list[str]:
             a[pending[: len(kept)]] = kept
             pending = pending[len(kept):]
         t = step("redraw the rejected values", t)
-        z.mul_(draw.std).clamp_(draw.a, draw.b)
-        t = step("scale and clamp", t)
+        np.clip(np.multiply(a, draw.std, out=a), draw.a, draw.b, out=a)
+        t = step("scale and clamp (numpy)", t)
         if i == 0:
             reference = torch.empty(TILE)
             draw.fill_tile(reference, generator(cpu, seed))

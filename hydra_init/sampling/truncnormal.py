@@ -135,9 +135,9 @@ def _propose(plan: _TruncPlan, out: torch.Tensor, index, src):
     """Write one proposal per element of ``out``; return the rejection mask (``None``: all kept)."""
     if plan.method == "normal":
         src.normal(out, index)
-        if plan.fold:
-            out.abs_()
         z = _array(out)
+        if plan.fold:  # numpy on CPU, for the reason given in trunc_normal_
+            out.abs_() if z is out else np.abs(z, out=z)
         return (z < plan.lo) | (z > plan.hi)
     if plan.method == "icdf":
         u = out if out.dtype == torch.float64 else torch.empty_like(out, dtype=torch.float64)
@@ -204,8 +204,20 @@ def trunc_normal_(out: torch.Tensor, d: TruncNormalDraw, src) -> None:
     """
     plan = trunc_plan((d.a - d.mean) / d.std, (d.b - d.mean) / d.std)
     _trunc_standard_(out, plan, src)
-    out.mul_(-d.std if plan.flip else d.std)
     exact_without_add = d.mean == 0.0 and plan.method == "normal" and src.sequential and not plan.flip
-    if not (exact_without_add and abs(d.std) >= _NO_UNDERFLOW):
+    add = not (exact_without_add and abs(d.std) >= _NO_UNDERFLOW)
+    scale = -d.std if plan.flip else d.std
+    if out.device.type == "cpu":
+        # numpy, not torch: the same IEEE ops (a Python float meets a float32 array as a
+        # float32), but single-threaded. torch's elementwise kernels would start an OpenMP
+        # team inside every pool thread, whose spinning made this step 75% of a tile.
+        z = out.numpy()
+        np.multiply(z, scale, out=z)
+        if add:
+            np.add(z, d.mean, out=z)
+        np.clip(z, d.a, d.b, out=z)
+        return
+    out.mul_(scale)
+    if add:
         out.add_(d.mean)
     out.clamp_(d.a, d.b)
