@@ -67,25 +67,27 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
     jobs: list[Job] = []
     tasks: list[Task] = []
     values = 0
+    Parameter = nn.Parameter
     for entry in plan.entries.values():
         if entry.source != "rule":
             continue
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
-        param, draw = entry.ref.param, entry.draw
+        ref, draw = entry.ref, entry.draw
+        param = ref.module._parameters[ref.local_name]
         numel = param.numel()
         if not numel:
             continue
         values += numel
         fill = type(draw) is FillDraw
-        key = 0 if fill else derive_key(seed, entry.ref.path, param.shape)
-        if type(param) is not nn.Parameter and is_dtensor(param):
+        key = 0 if fill else derive_key(seed, ref.path, param.shape)
+        if type(param) is not Parameter and is_dtensor(param):
             more_jobs, more_tasks = sharded_work(param, draw, key)
             jobs.extend(more_jobs)
             tasks.extend(more_tasks)
-        elif fill or (numel <= SMALL and draw.elementwise and param.is_contiguous()):
-            jobs.append(Job(param, draw, key, numel))  # any shape will do (no view: they cost µs)
-        elif draw.elementwise and param.is_contiguous():
-            jobs.append(Job(param.view(-1), draw, key, numel))
+        elif fill:
+            jobs.append(Job(param, draw, key, numel))  # any shape will do
+        elif draw.elementwise and param.is_contiguous():  # small ones keep their shape (a view costs µs)
+            jobs.append(Job(param if numel <= SMALL else param.view(-1), draw, key, numel))
         else:
             tasks.append(_copy_task(param, entry, key))
     return jobs, tasks, values
@@ -102,9 +104,10 @@ def _check_storage(plan: Plan) -> bool:
     """
     sharded = False
     for entry in plan.entries.values():
-        if entry.source in ("default", "lazy"):
+        if entry.source == "default" or entry.source == "lazy":
             continue
-        param = entry.ref.param
+        ref = entry.ref
+        param = ref.module._parameters[ref.local_name]
         if type(param) is not nn.Parameter and is_dtensor(param):
             sharded = True
             param = param.to_local()

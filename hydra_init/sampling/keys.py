@@ -34,6 +34,7 @@ SMALL = 1 << 12
 """Tensors with at most this many elements use the counter-based generator."""
 
 MASK64 = (1 << 64) - 1
+_blake2b = hashlib.blake2b
 GOLDEN = 0x9E3779B97F4A7C15
 DOMAIN_TILE = 0x5449_4C45_5345_4544  # "TILESEED"
 DOMAIN_HASH = 0x4841_5348_5354_524D  # "HASHSTRM"
@@ -82,7 +83,7 @@ def derive_key(seed: int, path: str, shape: Sequence[int]) -> int:
     False
     """
     text = f"{int(seed)}\x00{path}\x00{_shape_text(tuple(shape))}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    return int.from_bytes(_blake2b(text, digest_size=8).digest(), "little")
 
 
 @functools.lru_cache(maxsize=4096)
