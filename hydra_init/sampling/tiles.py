@@ -146,10 +146,13 @@ def job_tasks(jobs: Iterable[Job]) -> list[Task]:
     tasks = tiles
     batch: list[Job] = []
     size = 0
-    for job in small:
+    sizes = [job.out.numel() for job in small]
+    # at most _SMALL_BATCH_ELEMENTS a batch, and at least one batch per thread when there is enough
+    limit = min(_SMALL_BATCH_ELEMENTS, max(SMALL, -(-sum(sizes) // max(1, torch.get_num_threads()))))
+    for job, numel in zip(small, sizes, strict=True):
         batch.append(job)
-        size += job.out.numel()
-        if size >= _SMALL_BATCH_ELEMENTS:
+        size += numel
+        if size >= limit:
             tasks.append(_small_task(batch))
             batch, size = [], 0
     if batch:
