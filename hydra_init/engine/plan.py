@@ -198,16 +198,11 @@ def _matched_modules(
     if rule.layer:
         from .select import class_matches
 
-        by_class: dict[type, bool] = {}  # one MRO test per class, not per module
-        kept = []
-        for p, m in in_scope:
-            cls = type(m)
-            hit = by_class.get(cls)
-            if hit is None:
-                hit = by_class[cls] = any(class_matches(cls, n) for n in rule.layer)
-            if hit:
-                kept.append((p, m))
-        in_scope = kept
+        classes = {cls for cls in index.by_class if any(class_matches(cls, n) for n in rule.layer)}
+        if in_scope is index.modules:  # the whole model: the matching classes' modules, in model order
+            in_scope = index.modules_of(classes)
+        else:
+            in_scope = [(p, m) for p, m in in_scope if type(m) in classes]
     return in_scope, dead_globs, captures
 
 

@@ -293,6 +293,21 @@ class ModelIndex:
                     params[path] = ref
             direct[module_path] = refs
 
+    @functools.cached_property
+    def by_class(self) -> dict[type, list[int]]:
+        """Positions in :attr:`modules` of each class's modules (one MRO test per class suffices)."""
+        out: dict[type, list[int]] = {}
+        for i, (_, module) in enumerate(self.modules):
+            out.setdefault(type(module), []).append(i)
+        return out
+
+    def modules_of(self, classes: Iterable[type]) -> list[tuple[str, nn.Module]]:
+        """The modules of exactly these classes, in model order."""
+        lists = [self.by_class[c] for c in classes]
+        positions = lists[0] if len(lists) == 1 else sorted(i for found in lists for i in found)
+        modules = self.modules
+        return [modules[i] for i in positions]
+
     def direct_params(self, module_path: str) -> list[ParamRef]:
         """Parameters registered on the module itself (not its children)."""
         return self._direct.get(module_path, [])
