@@ -90,14 +90,13 @@ class _Columns:
         for entry in self.entries:
             if entry.rule is not None:
                 won[entry.rule.label] += 1
+            ref = entry.ref
+            param = ref.module._parameters[ref.local_name]
+            dtypes.append(param.dtype)
             if entry.source == "lazy":
                 shapes.append(())
-                dtypes.append(entry.ref.param.dtype)
                 continue
-            param = entry.ref.param
-            shape = param.shape
-            shapes.append(shape)
-            dtypes.append(param.dtype)
+            shapes.append(param.shape)
             values += param.numel()
         self.values = values
         sources = self.sources
