@@ -73,7 +73,7 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
             continue
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
         ref, draw = entry.ref, entry.draw
-        param = ref.module._parameters[ref.local_name]
+        param = ref.param
         numel = param.numel()
         if not numel:
             continue
@@ -107,7 +107,7 @@ def _check_storage(plan: Plan) -> bool:
         if entry.source == "default" or entry.source == "lazy":
             continue
         ref = entry.ref
-        param = ref.module._parameters[ref.local_name]
+        param = ref.param
         if type(param) is not nn.Parameter and is_dtensor(param):
             sharded = True
             param = param.to_local()

@@ -91,7 +91,7 @@ class _Columns:
             if entry.rule is not None:
                 won[entry.rule.label] += 1
             ref = entry.ref
-            param = ref.module._parameters[ref.local_name]
+            param = ref.param
             dtypes.append(param.dtype)
             if entry.source == "lazy":
                 shapes.append(())
