@@ -17,6 +17,7 @@ from ..initializers import Default
 from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .parametrized import through_parametrizations, write_computed
 from .plan import Plan, PlanEntry, has_no_storage, without_gc
+from .restore import Restorer
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
@@ -115,7 +116,7 @@ def execute(plan: Plan) -> int:
     _check_storage(plan)
     sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values())
     seed = effective_seed(plan.seed, sharded=sharded)
-    with torch.no_grad():
+    with torch.no_grad(), Restorer(plan):  # an unforeseen error half-way: every write undone
         for path, module, rule in plan.resets:
             reset_module(module, derive_key(seed, path, ()), rule.init)
         if plan.computed:

@@ -304,7 +304,7 @@ def _assign(ref: ComputedRef, value: torch.Tensor, key: int) -> None:
 
 def _restart_power_iteration(plist: nn.Module) -> None:
     """A spectral norm's ``u``/``v`` were estimated for the old weight: estimate them again,
-    from fresh (seeded) random vectors and 15 power iterations, as registering it does."""
+    from fresh (seeded) random vectors and power iterations, as registering it does."""
     from torch.nn.functional import normalize
     from torch.nn.utils.parametrizations import _SpectralNorm
 
@@ -314,7 +314,9 @@ def _restart_power_iteration(plist: nn.Module) -> None:
     for vector in (first._u, first._v):
         vector.normal_(0, 1)
         vector.copy_(normalize(vector, dim=0, eps=first.eps))
-    first._power_method(first._reshape_weight_to_matrix(plist.original), 15)
+    # 15 iterations in __init__, and one more where registering calls the parametrization (training mode)
+    steps = 15 + (first.training and not plist.unsafe)
+    first._power_method(first._reshape_weight_to_matrix(plist.original), steps)
 
 
 def write_computed(writes: list[ComputedWrite], seed: int) -> None:
@@ -340,18 +342,25 @@ def write_computed(writes: list[ComputedWrite], seed: int) -> None:
 def through_parametrizations(module: nn.Module) -> Iterator[None]:
     """Let ``reset_parameters()`` write a parametrized module's effective tensors.
 
-    Under ``parametrize.cached()`` every read of ``module.weight`` returns one tensor,
-    so the reset's in-place init lands in it; that tensor is then assigned through the
-    parametrization. Any other module: nothing happens.
+    Under ``parametrize.cached()`` every read of ``module.weight`` returns one cached
+    tensor; it is seeded here with zeros of the effective shape (not computed: on a meta
+    build the originals hold no values yet), so the reset's in-place init lands in it,
+    and that tensor is then assigned through the parametrization. Any other module:
+    nothing happens.
     """
     if not parametrize.is_parametrized(module):
         yield
         return
+    names = [n for n in module.parametrizations if _invertible(ComputedRef(n, "", n, module))]
     with parametrize.cached():
+        for name in names:
+            plist = module.parametrizations[name]
+            shape = _effective(plist)
+            device = next(iter(plist.parameters())).device
+            if shape is not None and isinstance(getattr(parametrize, "_cache", None), dict):
+                parametrize._cache[id(module), name] = torch.zeros(shape.shape, dtype=shape.dtype, device=device)
         yield
-        values = {name: getattr(module, name) for name in module.parametrizations}
+        values = {name: getattr(module, name) for name in names}
     for name, value in values.items():
-        ref = ComputedRef(name, "", name, module)
-        if _invertible(ref):
-            setattr(module, name, value)
-            _restart_power_iteration(module.parametrizations[name])
+        setattr(module, name, value)
+        _restart_power_iteration(module.parametrizations[name])

@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import Draw, FillDraw
+from .overlaps import check_overlaps
 from .parametrized import find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
@@ -439,6 +440,7 @@ def build_plan(
     plan.resets = _module_resets(plan.entries)
     if computed:
         plan.computed = finish_computed(plan.entries, computed)
+    check_overlaps(plan.entries)  # a parameter that is a view of another: refused when written
     replayed = sum(e.rule is replay_rule for e in plan.entries.values()) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)

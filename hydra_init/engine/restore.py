@@ -1,0 +1,150 @@
+"""Undo a plan's writes when something the plan did not foresee raises half-way.
+
+The plan runs every check that can fail before the first write, so an accepted plan
+should not fail. Should it fail anyway (a custom ``reset_parameters()`` or
+``right_inverse`` raising, a device running out of memory), :class:`Restorer` puts back
+every tensor the plan writes and raises :class:`~hydra_init.errors.InitExecutionError`
+saying so, the original error as its ``__cause__``.
+
+Why a bounded up-front snapshot (and not a copy of the whole model, nor lazy copies):
+
+* Only what the plan writes is copied: the written parameters, and every parameter
+  and buffer of the modules whose ``reset_parameters()`` runs or whose
+  parametrization is written through (a reset may write buffers and children).
+  Untouched parameters (checkpoint-loaded backbones left ``default``, skipped
+  subtrees) cost nothing.
+* The copy is skipped when it would exceed :data:`RESTORE_LIMIT` bytes (256 MiB), so a
+  large model never holds a second copy of itself. Copying runs at memory speed, a
+  small fraction of the time drawing the same values takes (``fill_`` runs about 18
+  times faster than ``normal_`` here, see docs/DESIGN facts), so under the limit the
+  guard costs a few percent of an init. Above it, a failure says that the model could
+  not be restored and which parameters the plan was writing.
+* Lazy copies (each tensor just before its write) would save nothing in the end (every
+  copy is kept until the call returns) and would have to run inside the thread pool's
+  tasks, which belong to :mod:`hydra_init.sampling`.
+
+Restoring puts back the tensor *objects* (a parametrization's ``right_inverse`` may swap
+a parameter's storage with ``set_``, an orthogonal parametrization replaces its ``base``
+buffer) and then their values, so an optimizer holding the parameters stays valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InitExecutionError
+from .sharding import is_dtensor
+
+__all__ = ["RESTORE_LIMIT", "Restorer"]
+
+RESTORE_LIMIT = 256 * 2**20
+"""Bytes: above this, the tensors a plan writes are not copied first (and a failure cannot be undone)."""
+
+_Slot = tuple[dict, str, torch.Tensor, torch.Tensor, torch.Tensor]  # (dict, name, object, old storage, copy)
+
+
+def _modules_touched(plan: Any) -> list[nn.Module]:
+    """Modules whose every tensor may change: resets (children too) and parametrized owners."""
+    found = [module for _, module, _ in plan.resets]
+    found.extend(write.ref.module for write in plan.computed)
+    return found
+
+
+class Restorer:
+    """A context manager: snapshot what ``plan`` writes on entry; on an error inside, restore it.
+
+    >>> import torch.nn as nn
+    >>> from hydra_init.engine.plan import build_plan
+    >>> from hydra_init.engine.parse import parse_config
+    >>> model = nn.Linear(2, 2)
+    >>> plan = build_plan(model, parse_config({"rules": {"z": {"type": "Zeros", "layer": "Linear"}}}))
+    >>> before = model.weight.detach().clone()
+    >>> with Restorer(plan):
+    ...     _ = model.weight.data.zero_()
+    ...     raise RuntimeError("disk on fire")
+    Traceback (most recent call last):
+    ...
+    hydra_init.errors.InitExecutionError: initialization failed after writing began: disk on fire; \
+the model was restored to its state before the call
+    >>> bool((model.weight == before).all())
+    True
+    """
+
+    def __init__(self, plan: Any, limit: int = RESTORE_LIMIT) -> None:
+        self.plan = plan
+        self.limit = limit
+        self.slots: list[_Slot] | None = None
+        self.written: list[str] = []
+
+    def _targets(self) -> list[tuple[dict, str]]:
+        out: list[tuple[dict, str]] = []
+        for path, entry in self.plan.entries.items():
+            if entry.source in ("default", "lazy"):
+                continue
+            ref = entry.ref
+            holder = getattr(ref, "holder", None) or ref.module
+            out.append((holder._parameters, ref.local_name))
+            self.written.append(path)
+        for module in _modules_touched(self.plan):
+            for sub in module.modules():
+                out.extend((sub._parameters, n) for n, t in sub._parameters.items() if t is not None)
+                out.extend((sub._buffers, n) for n, t in sub._buffers.items() if t is not None)
+        for load in self.plan.pretrained:
+            for buffer in load.buffers.values():
+                out.append((buffer.module._buffers, buffer.name))
+        for write in self.plan.computed:  # the old weight_norm hook keeps the weight as an attribute
+            attrs = write.ref.module.__dict__
+            if isinstance(attrs.get(write.ref.local_name), torch.Tensor):
+                out.append((attrs, write.ref.local_name))
+        return out
+
+    def __enter__(self) -> Restorer:
+        slots: list[_Slot] = []
+        seen: set[int] = set()
+        total = 0
+        targets = self._targets()
+        for holder, name in targets:
+            tensor = holder[name]
+            local = tensor.to_local() if is_dtensor(tensor) else tensor
+            if id(tensor) in seen or local.is_meta:
+                continue
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+            if total > self.limit:
+                self.slots = None
+                return self
+            slots.append((holder, name, tensor, local.detach(), None))  # type: ignore[arg-type]
+        with torch.no_grad():
+            self.slots = [(h, n, t, alias, alias.clone()) for h, n, t, alias, _ in slots]
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> bool:
+        if error is None:
+            return False
+        if self.slots is None:
+            if not isinstance(error, Exception):
+                return False
+            more = len(self.written) - 8
+            shown = ", ".join(self.written[:8]) + (f", ... (+{more})" if more > 0 else "")
+            raise InitExecutionError(
+                f"initialization failed after writing began: {error}; the model could NOT be restored (the "
+                f"tensors it writes exceed the {self.limit // 2**20} MiB restore limit), so some of these "
+                f"parameters may hold new values: {shown}"
+            ) from error
+        with torch.no_grad():
+            for holder, name, tensor, alias, saved in self.slots:
+                holder[name] = tensor
+                local = tensor.to_local() if is_dtensor(tensor) else tensor
+                if local.untyped_storage().data_ptr() != alias.untyped_storage().data_ptr() \
+                        or local.shape != alias.shape:
+                    local.set_(alias)  # right_inverse swapped the storage: point it back
+                alias.copy_(saved)
+        if not isinstance(error, Exception):  # KeyboardInterrupt: restored, and passed on as it is
+            return False
+        raise InitExecutionError(
+            f"initialization failed after writing began: {error}; the model was restored to its state "
+            "before the call"
+        ) from error
