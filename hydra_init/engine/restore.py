@@ -30,6 +30,7 @@ buffer) and then their values, so an optimizer holding the parameters stays vali
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -43,6 +44,7 @@ __all__ = ["RESTORE_LIMIT", "Restorer"]
 RESTORE_LIMIT = 256 * 2**20
 """Bytes: above this, the tensors a plan writes are not copied first (and a failure cannot be undone)."""
 
+_UNTOUCHED = ("default", "lazy")
 _Slot = tuple[dict, str, torch.Tensor, torch.Tensor, torch.Tensor]  # (dict, name, object, old storage, copy)
 
 
@@ -77,48 +79,44 @@ the model was restored to its state before the call
         self.plan = plan
         self.limit = limit
         self.slots: list[_Slot] | None = None
-        self.written: list[str] = []
 
-    def _targets(self) -> list[tuple[dict, str]]:
-        out: list[tuple[dict, str]] = []
-        for path, entry in self.plan.entries.items():
-            if entry.source in ("default", "lazy"):
-                continue
-            ref = entry.ref
-            holder = getattr(ref, "holder", None) or ref.module
-            out.append((holder._parameters, ref.local_name))
-            self.written.append(path)
+    def _targets(self) -> Iterator[tuple[dict, str]]:
+        """``(dict, name)`` of every tensor the plan may write (the dict holds it: a module's
+        ``_parameters``, ``_buffers`` or, for the old weight_norm hook's weight, ``__dict__``)."""
+        for entry in self.plan.entries.values():
+            if entry.source not in _UNTOUCHED:
+                ref = entry.ref
+                yield (getattr(ref, "holder", None) or ref.module)._parameters, ref.local_name
         for module in _modules_touched(self.plan):
             for sub in module.modules():
-                out.extend((sub._parameters, n) for n, t in sub._parameters.items() if t is not None)
-                out.extend((sub._buffers, n) for n, t in sub._buffers.items() if t is not None)
+                yield from ((sub._parameters, n) for n, t in sub._parameters.items() if t is not None)
+                yield from ((sub._buffers, n) for n, t in sub._buffers.items() if t is not None)
         for load in self.plan.pretrained:
             for buffer in load.buffers.values():
-                out.append((buffer.module._buffers, buffer.name))
-        for write in self.plan.computed:  # the old weight_norm hook keeps the weight as an attribute
+                yield buffer.module._buffers, buffer.name
+        for write in self.plan.computed:
             attrs = write.ref.module.__dict__
             if isinstance(attrs.get(write.ref.local_name), torch.Tensor):
-                out.append((attrs, write.ref.local_name))
-        return out
+                yield attrs, write.ref.local_name
 
     def __enter__(self) -> Restorer:
-        slots: list[_Slot] = []
+        slots = []
         seen: set[int] = set()
-        total = 0
-        targets = self._targets()
-        for holder, name in targets:
+        total, limit = 0, self.limit
+        for holder, name in self._targets():
             tensor = holder[name]
-            local = tensor.to_local() if is_dtensor(tensor) else tensor
-            if id(tensor) in seen or local.is_meta:
+            if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
-            total += tensor.numel() * tensor.element_size()
-            if total > self.limit:
-                self.slots = None
-                return self
-            slots.append((holder, name, tensor, local.detach(), None))  # type: ignore[arg-type]
+            local = tensor if type(tensor) is nn.Parameter or not is_dtensor(tensor) else tensor.to_local()
+            if local.is_meta:
+                continue
+            total += local.nbytes
+            if total > limit:
+                return self  # too big to copy: a failure is reported as not restored
+            slots.append((holder, name, tensor, local.detach()))
         with torch.no_grad():
-            self.slots = [(h, n, t, alias, alias.clone()) for h, n, t, alias, _ in slots]
+            self.slots = [(h, n, t, alias, alias.clone()) for h, n, t, alias in slots]
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> bool:
@@ -127,8 +125,8 @@ the model was restored to its state before the call
         if self.slots is None:
             if not isinstance(error, Exception):
                 return False
-            more = len(self.written) - 8
-            shown = ", ".join(self.written[:8]) + (f", ... (+{more})" if more > 0 else "")
+            written = [p for p, e in self.plan.entries.items() if e.source not in _UNTOUCHED]
+            shown = ", ".join(written[:8]) + (f", ... (+{len(written) - 8})" if len(written) > 8 else "")
             raise InitExecutionError(
                 f"initialization failed after writing began: {error}; the model could NOT be restored (the "
                 f"tensors it writes exceed the {self.limit // 2**20} MiB restore limit), so some of these "
