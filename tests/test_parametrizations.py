@@ -232,12 +232,10 @@ def test_default_resets_a_parametrized_module_through_its_parametrization() -> N
 # ----------------------------------------------------------------------------- meta builds
 @pytest.mark.parametrize("wrap", [weight_norm, orthogonal, spectral_norm], ids=lambda f: f.__name__)
 def test_a_meta_build_equals_the_eager_build_and_apply(wrap) -> None:
-    eager = net(wrap)
-    if wrap is spectral_norm:  # its u/v buffers are drawn from the weight's values in __init__
-        with pytest.raises(hydra_init.meta.MetaBuildError, match="_SpectralNorm"):
-            build_and_init(lambda: net(wrap), NORMAL, device="cpu", log=False)
-        return
+    """Buffers included: a spectral norm's u/v (left without values by the meta build) and an
+    orthogonal parametrization's base are set by the write through the parametrization."""
     model, report = build_and_init(lambda: net(wrap), NORMAL, device="cpu", log=False)
+    eager = net(wrap)
     hydra_init.apply(eager, NORMAL, log=False)
     got, want = model.state_dict(), eager.state_dict()
     assert got.keys() == want.keys()
@@ -245,6 +243,14 @@ def test_a_meta_build_equals_the_eager_build_and_apply(wrap) -> None:
         assert torch.equal(got[key], want[key]), key
     assert all(torch.isfinite(t).all() for t in got.values())
     assert report.totals["default"] == 0
+
+
+def test_a_meta_build_refuses_parametrization_buffers_that_nothing_would_fill() -> None:
+    cfg = {"seed": 0, "rules": {"o": {"type": "Ones", "params": "*.original"}}}
+    words = r"u, v\) get values only when a weight is written through"
+    with pytest.raises(InitConfigError, match=words) as caught:
+        build_and_init(lambda: net(spectral_norm), cfg, device="cpu", log=False)
+    assert "name: '0', params: weight" in str(caught.value)
 
 
 def test_an_uncovered_parametrized_weight_on_a_meta_build_is_reset_through_it() -> None:

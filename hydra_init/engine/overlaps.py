@@ -54,7 +54,7 @@ def check_overlaps(entries: Mapping[str, Any]) -> None:
     for entry in entries.values():
         try:
             key = entry.ref.param.untyped_storage().data_ptr()
-        except (RuntimeError, NotImplementedError, TypeError):  # lazy or DTensor: no storage of its own here
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):  # lazy or DTensor: no storage here
             continue
         other = first.setdefault(key, entry)
         if other is not entry:

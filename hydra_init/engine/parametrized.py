@@ -208,6 +208,39 @@ def _refuse(ref: ComputedRef, key: str) -> None:
         )
 
 
+def fills_on_assignment(module: nn.Module, name: str) -> bool:
+    """Whether buffer ``name`` of ``module`` gets its values when a weight is assigned through it
+    (a spectral norm's power-iteration vectors), so a meta build may leave it without values."""
+    from torch.nn.utils.parametrizations import _SpectralNorm
+
+    return isinstance(module, _SpectralNorm) and name in ("_u", "_v")
+
+
+def _unfilled(ref: ComputedRef) -> str | None:
+    """What of ``ref``'s parametrization has no values until a weight is assigned through it."""
+    if ref.kind != PARAMETRIZE:
+        return None
+    from torch.nn.utils.parametrizations import _Orthogonal, _SpectralNorm
+
+    for p in ref.module.parametrizations[ref.local_name]:
+        if isinstance(p, _SpectralNorm) and getattr(p, "_u", None) is not None and p._u.is_meta:
+            return "the spectral norm's power-iteration vectors (u, v)"
+        if isinstance(p, _Orthogonal) and "base" in p._buffers and (p.base is None or p.base.is_meta):
+            return "the orthogonal parametrization's base"
+    return None
+
+
+def _refuse_unfilled(ref: ComputedRef, key: str) -> None:
+    what = _unfilled(ref)
+    if what is not None:
+        raise InitConfigError(
+            key, f"{ref.path}: on a meta build {what} get values only when a weight is written through "
+            "the parametrization, and no rule writes it (the originals have rules or values of their own)",
+            hint=f"add a rule for the weight itself (name: '{ref.module_path}', params: {ref.local_name}), "
+            "or build the model eagerly",
+        )
+
+
 def prepare_computed(entries: dict, refs: list[ComputedRef], fallback_label: str) -> None:
     """Before module resets are gathered: refuse what cannot be written through, and settle
     meta builds' reset fallbacks (``fallback_label``) between effective tensors and originals.
@@ -226,6 +259,7 @@ def prepare_computed(entries: dict, refs: list[ComputedRef], fallback_label: str
         mine = [entries[o] for o in ref.originals]
         fallback = [e.source == "reset" and e.rule.label == fallback_label for e in mine]
         if entry.source == "reset" and entry.rule.label == fallback_label and not all(fallback):
+            _refuse_unfilled(ref, entry.rule.key)
             entries[ref.path] = PlanEntry(ref, "default")  # the originals have values of their own
             continue
         if entry.source not in ("rule", "reset"):
@@ -355,10 +389,11 @@ def through_parametrizations(module: nn.Module) -> Iterator[None]:
     with parametrize.cached():
         for name in names:
             plist = module.parametrizations[name]
-            shape = _effective(plist)
+            like = _effective(plist)
             device = next(iter(plist.parameters())).device
-            if shape is not None and isinstance(getattr(parametrize, "_cache", None), dict):
-                parametrize._cache[id(module), name] = torch.zeros(shape.shape, dtype=shape.dtype, device=device)
+            if like is not None and isinstance(getattr(parametrize, "_cache", None), dict):
+                zeros = torch.zeros(like.shape, dtype=like.dtype, device=device)
+                parametrize._cache[id(module), name] = zeros
         yield
         values = {name: getattr(module, name) for name in names}
     for name, value in values.items():
