@@ -186,6 +186,48 @@ def test_the_refusal_suggestion_works_targeting_the_original_itself() -> None:
     assert report["0.parametrizations.weight.original"].source == "rule"
 
 
+class Positive(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.exp()
+
+    def right_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y.log()
+
+
+def test_a_parametrized_bias_gets_the_rule_bias_through_its_inverse() -> None:
+    model = nn.Sequential(nn.Linear(3, 4))
+    parametrize.register_parametrization(model[0], "bias", Positive())
+    report = hydra_init.apply(model, NORMAL, log=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model[0].bias, torch.full((4,), 0.1))  # exp(log(0.1)): rounding only
+    record = report["0.parametrizations.bias.original"]
+    assert (record.rule, record.init) == ("fc", "bias=0.1") and "Positive.right_inverse" in record.detail
+
+
+class InverseThatRaises(nn.Module):
+    """A right_inverse that raises NotImplementedError: torch treats it as the identity when
+    registering, so nothing before the assignment can tell."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def right_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("this parametrization cannot be assigned")
+
+
+def test_a_right_inverse_failing_at_execution_leaves_the_model_restored() -> None:
+    model = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Linear(6, 6))
+    parametrize.register_parametrization(model[2], "weight", InverseThatRaises())
+    bn = {"type": "Default", "layer": "BatchNorm1d"}
+    cfg = {"seed": 0, "rules": {"fc": NORMAL["rules"]["fc"], "bn": bn}}
+    with torch.no_grad():
+        model[1].weight.fill_(7.0)  # the BatchNorm reset, which runs first, changes it
+    before = snapshot(model)
+    with pytest.raises(hydra_init.InitExecutionError, match="cannot be assigned; the model was restored"):
+        hydra_init.apply(model, cfg, log=False)
+    assert_bit_identical(model, before)
+
+
 # ----------------------------------------------------------------------------- targeting originals
 def test_a_later_rule_on_an_original_wins_it_and_is_written_after() -> None:
     cfg = {"seed": 0, "rules": {

@@ -292,7 +292,7 @@ def finish_computed(entries: dict, refs: list[ComputedRef]) -> list[ComputedWrit
             holder = own.ref.module if not isinstance(own.ref, ThroughRef) else own.ref.holder
             through = ThroughRef(own.ref.path, own.ref.module_path, own.ref.local_name, ref.module, holder)
             entries[path] = PlanEntry(through, entry.source, rule=entry.rule, init=entry.init,
-                                      role=own.ref.local_name, note=note)
+                                      role=entry.role, note=note)
         if entry.source == "rule" and entry.draw is not None and ref.standin.numel():
             writes.append(ComputedWrite(ref, entry.draw))
     return writes
