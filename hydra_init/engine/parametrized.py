@@ -146,6 +146,8 @@ def find_computed(index: ModelIndex) -> list[ComputedRef]:
     """
     found: list[ComputedRef] = []
     for path, module in index.modules:
+        if "parametrizations" not in module._modules and not module._forward_pre_hooks:
+            continue  # almost every module: one dict lookup
         candidates: list[tuple[str, str, tuple[str, ...], torch.Tensor | None]] = []
         plists = module._modules.get("parametrizations")
         if plists is not None and parametrize.is_parametrized(module):
