@@ -44,7 +44,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import InitConfigError
 from ..sampling import Draw, derive_key
-from .select import ModelIndex, ParamRef, join
+from .select import ModelIndex, join
 
 __all__ = [
     "ComputedRef",
@@ -61,21 +61,27 @@ PARAMETRIZE, WEIGHT_NORM_HOOK, SPECTRAL_NORM_HOOK = "parametrize", "weight_norm 
 
 
 @dataclass(frozen=True)
-class ComputedRef(ParamRef):
+class ComputedRef:
     """``module.<local_name>``, computed from the parameters at ``originals`` (canonical paths).
 
-    :attr:`param` is a ``meta`` stand-in of the effective shape and dtype: the plan's
-    checks read shape and dtype only, and computing the real tensor would run the
-    parametrization (a spectral norm's power iteration writes its buffers).
+    It stands where a :class:`~hydra_init.engine.select.ParamRef` would (same attributes),
+    so rules select it like a parameter. :attr:`param` is a ``meta`` stand-in of the
+    effective shape and dtype: the plan's checks read shape and dtype only, and computing
+    the real tensor would run the parametrization (a spectral norm's power iteration
+    writes its buffers).
     """
 
+    path: str
+    module_path: str
+    local_name: str
+    module: nn.Module
     originals: tuple[str, ...] = ()
     kind: str = PARAMETRIZE
     standin: torch.Tensor | None = field(default=None, compare=False, hash=False, repr=False)
     computed = True
 
     @property
-    def param(self) -> torch.Tensor:  # type: ignore[override]
+    def param(self) -> torch.Tensor:
         return self.standin
 
     def through(self) -> str:
@@ -87,14 +93,20 @@ class ComputedRef(ParamRef):
 
 
 @dataclass(frozen=True)
-class ThroughRef(ParamRef):
-    """An original written through its effective tensor: ``module`` is the owner of the
-    effective tensor (the report describes its reset), ``holder`` holds the parameter."""
+class ThroughRef:
+    """An original written through its effective tensor, standing where its ``ParamRef`` was:
+    ``module`` is the owner of the effective tensor (the report describes its reset),
+    ``holder`` the module that holds the parameter."""
 
+    path: str
+    module_path: str
+    local_name: str
+    module: nn.Module
     holder: nn.Module | None = field(default=None, compare=False, hash=False, repr=False)
+    computed = False
 
     @property
-    def param(self) -> torch.nn.Parameter:  # type: ignore[override]
+    def param(self) -> torch.nn.Parameter:
         return self.holder._parameters[self.local_name]
 
 
