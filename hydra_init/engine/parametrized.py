@@ -35,8 +35,9 @@ happens first, then the originals' own writes replace what it set in them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ class ComputedRef:
     originals: tuple[str, ...] = ()
     kind: str = PARAMETRIZE
     standin: torch.Tensor | None = field(default=None, compare=False, hash=False, repr=False)
-    computed = True
+    computed = True  # read by the checkpoint stage, which skips it (checkpoints hold the originals)
 
     @property
     def param(self) -> torch.Tensor:
@@ -153,8 +154,10 @@ def _hooks(module: nn.Module) -> Iterator[tuple[str, str, tuple[str, ...]]]:
 def find_computed(index: ModelIndex) -> list[ComputedRef]:
     """Index every parametrized or hook-computed parameter of the model as a :class:`ComputedRef`.
 
-    One look per module (``parametrizations`` in its children, or forward pre-hooks);
-    the refs join :meth:`ModelIndex.add_computed`, so rules select them like parameters.
+    One look per module (``parametrizations`` in its children, or forward pre-hooks).
+    The refs join their module's direct parameters, so rules select them by name
+    (default weight role, ``params: [weight]``); they are not in ``index.params``, so the
+    plan's entries come from :func:`add_computed_entries`.
     """
     found: list[ComputedRef] = []
     for path, module in index.modules:
@@ -179,7 +182,7 @@ def find_computed(index: ModelIndex) -> list[ComputedRef]:
             inference = any(_local(index.params[o].param).is_inference() for o in originals)
             ref = ComputedRef(join(path, name), path, name, module, originals, kind,
                               _standin(effective.shape, effective.dtype, inference))
-            index.add_computed(ref)
+            index._direct.setdefault(path, []).append(ref)  # selected like a parameter of the module
             found.append(ref)
     return found
 
@@ -253,6 +256,26 @@ def _refuse_unfilled(ref: ComputedRef, key: str) -> None:
             hint=f"add a rule for the weight itself (name: '{ref.module_path}', params: {ref.local_name}), "
             "or build the model eagerly",
         )
+
+
+def add_computed_entries(entries: dict, refs: list[ComputedRef], best: dict[str, Any],
+                         entry_for: Callable[[ComputedRef, Any], Any], fallback: Any) -> None:
+    """The plan entries of the effective tensors, as the plan makes them for parameters:
+    ``best`` (path -> the winning rule's tuple) through ``entry_for``, else a meta build's
+    reset ``fallback`` when the originals have no storage, else ``default``."""
+    from .plan import PlanEntry, has_no_storage
+
+    for ref in refs:
+        if ref.path in best:
+            entries[ref.path] = entry_for(ref, best[ref.path])
+            continue
+        holder = ref.module.parametrizations[ref.local_name] if ref.kind == PARAMETRIZE else ref.module
+        params = [holder._parameters[o.rpartition(".")[2]] for o in ref.originals]
+        if fallback is not None and all(has_no_storage(p) for p in params):
+            entries[ref.path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init,
+                                          role=ref.local_name)
+        else:
+            entries[ref.path] = PlanEntry(ref, "default")
 
 
 def prepare_computed(entries: dict, refs: list[ComputedRef], fallback_label: str) -> None:

@@ -27,7 +27,7 @@ from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import Draw, FillDraw
 from .overlaps import check_overlaps
-from .parametrized import find_computed, finish_computed, prepare_computed
+from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
 from .select import (
@@ -435,7 +435,9 @@ def build_plan(
     if adopted:
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
-    if computed:
+    if computed:  # parametrized weights: entries as for parameters, then settled against their originals
+        add_computed_entries(plan.entries, computed, best, lambda ref, won: _entry_for(ref, *won[1:]),
+                             fallback)
         prepare_computed(plan.entries, computed, RESET_LABEL)
     plan.resets = _module_resets(plan.entries)
     if computed:

@@ -208,7 +208,6 @@ class ParamRef:
     module_path: str
     local_name: str
     module: nn.Module
-    computed = False  # a tensor computed from parameters (engine/parametrized.py), not one itself
 
     @property
     def param(self) -> torch.nn.Parameter:
@@ -281,11 +280,6 @@ class ModelIndex:
                 refs.append(ref)
                 self.params.setdefault(path, ref)
             self._direct[module_path] = refs
-
-    def add_computed(self, ref: ParamRef) -> None:
-        """Index a tensor computed from parameters (a parametrized weight) like a parameter of its module."""
-        self._direct.setdefault(ref.module_path, []).append(ref)
-        self.params.setdefault(ref.path, ref)
 
     def direct_params(self, module_path: str) -> list[ParamRef]:
         """Parameters registered on the module itself (not its children)."""
