@@ -143,6 +143,15 @@ def test_http_errors_and_truncated_downloads_are_clear(server, source):
     refused(small(), url, r"cannot read .*cut\.pth.*downloaded from .*Hint: delete the cached copy")
 
 
+def test_a_web_page_served_instead_of_the_file_names_the_url_and_the_cached_copy(server):
+    (server.root / "model.pth").write_text("<!DOCTYPE html><html><head><title>Sign in</title></head></html>")
+    url = f"{server.url}/model.pth"
+    err = refused(small(), url, r"cannot read .*model\.pth: it is an HTML page, not a checkpoint "
+                  r"\(it starts with '<!DOCTYPE html>.*downloaded from .*Hint: delete the cached copy")
+    assert err.key == "init.rules.p.checkpoint"
+    assert str(download_path(url)) in str(err) and ".../resolve/main/..." in str(err)
+
+
 # ----------------------------------------------------------------------------- local paths, file://, sha256
 def test_file_url_and_local_sha256(ckpt_file, source):
     model = small()
@@ -239,11 +248,13 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, writer):
     else:
         with open(path, "wb") as handle:
             pickle.dump(payload, handle)
-    err = refused(small(), str(path), r"refused to load .*evil\.pth")
+    err = refused(small(), str(path), r"(refused to load|cannot read) .*evil\.pth")
     assert not marker.exists()
-    assert "weights_only=True" in str(err) and "runs whatever code" in str(err)
+    assert "'io.open'" in str(err) and "may be malicious" in str(err)  # builtins.open is io.open
     if writer == "torch.save":
-        assert "'io.open'" in str(err)  # builtins.open is io.open
+        assert "weights_only=True" in str(err) and "runs whatever code" in str(err)
+    else:
+        assert "plain Python pickle (pickle.dump), not a torch.save file" in str(err)
 
 
 def test_a_whole_pickled_model_is_refused_with_a_hint(tmp_path):
@@ -276,10 +287,10 @@ def test_truncated_or_unreadable_torch_files(tmp_path, source, case):
 
 
 @pytest.mark.parametrize(("obj", "match"), [
-    ([torch.zeros(2)], r"holds a list, not a state dict"),
+    ([torch.zeros(2)], r"holds a list of 1 item \(Tensor\), not a state dict"),
     (torch.zeros(2), r"holds a single tensor of shape \(2,\), not a state dict"),
-    ({}, r"holds an empty state dict"),
-    ({"0.weight": torch.zeros(3, 4), "step": 3}, r"entry 'step' holds a int, not a tensor"),
+    ({}, r"holds a dict with no entries, so there are no tensors to load"),
+    ({"0.weight": torch.zeros(3, 4), "step": 3}, r"entry 'step' holds an int, not a tensor"),
     ({"epoch": 1, "weights": {"0.weight": torch.zeros(3, 4)}}, r"set state_dict_key to .*: weights"),
 ])
 def test_objects_that_are_not_state_dicts(tmp_path, obj, match):

@@ -3,8 +3,9 @@
 Order: module resets (``Default`` rules, seeded per module path), then every
 drawn tensor in one parallel batch (tiles of large tensors, one vectorized batch
 for all small ones, one grouped fill for constants), then checkpoint copies,
-then ``nn.Embedding``/``nn.EmbeddingBag`` padding rows. DTensor parameters (FSDP2, tensor parallel)
-go through :mod:`hydra_init.engine.sharding`: each rank writes only its shard.
+then the padding rows of ``nn.Embedding``/``nn.EmbeddingBag`` weights
+(``Plan.padding``). DTensor parameters (FSDP2, tensor parallel) go through
+:mod:`hydra_init.engine.sharding`: each rank writes only its shard.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..errors import InitConfigError
 from ..initializers import Default
 from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
 from .parametrized import through_parametrizations, write_computed
-from .plan import Plan, PlanEntry, has_no_storage, without_gc
+from .plan import Plan, PlanEntry, without_gc
 from .restore import Restorer
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
@@ -79,8 +80,8 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
             continue
         values += numel
         fill = type(draw) is FillDraw
-        key = 0 if fill else derive_key(seed, entry.path, param.shape)
-        if is_dtensor(param):
+        key = 0 if fill else derive_key(seed, entry.ref.path, param.shape)
+        if type(param) is not nn.Parameter and is_dtensor(param):
             more_jobs, more_tasks = sharded_work(param, draw, key)
             jobs.extend(more_jobs)
             tasks.extend(more_tasks)
@@ -97,24 +98,32 @@ def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
     return lambda: param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
 
 
-def _check_storage(plan: Plan) -> None:
-    """Refuse, before writing anything, parameters that have no storage (``meta`` tensors)."""
+def _check_storage(plan: Plan) -> bool:
+    """Refuse, before writing anything, parameters that have no storage (``meta`` tensors).
+
+    Returns whether any parameter is sharded (a DTensor).
+    """
+    sharded = False
     for entry in plan.entries.values():
         if entry.source in ("default", "lazy"):
             continue
-        if has_no_storage(entry.ref.param):
+        param = entry.ref.param
+        if type(param) is not nn.Parameter and is_dtensor(param):
+            sharded = True
+            param = param.to_local()
+        if param.is_meta:
             raise InitConfigError(
                 "", f"parameter {entry.path!r} is on the meta device: it has no storage to initialize",
                 hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
                 "it in one step with hydra_init.meta.build_and_init",
             )
+    return sharded
 
 
 @without_gc
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
-    _check_storage(plan)
-    sharded = any(is_dtensor(e.ref.param) for e in plan.entries.values())
+    sharded = _check_storage(plan)
     seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad(), Restorer(plan):  # an unforeseen error half-way: every write undone
         for path, module, rule in plan.resets:
@@ -139,17 +148,7 @@ def execute(plan: Plan) -> int:
                 if entry.source == "pretrained":
                     copy_loaded(entry.ref.param, entry.loaded)
             copy_buffers(plan.pretrained)
-        for entry in plan.entries.values():
-            _zero_padding_row(entry)
+        for entry in plan.padding:
+            if entry.source in ("rule", "reset"):
+                zero_row(entry.ref.param, entry.ref.module.padding_idx)
     return seed
-
-
-def _zero_padding_row(entry: PlanEntry) -> None:
-    module = entry.ref.module
-    if (
-        entry.source in ("rule", "reset")
-        and isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        and module.padding_idx is not None
-        and entry.ref.local_name == "weight"
-    ):
-        zero_row(entry.ref.param, module.padding_idx)

@@ -43,13 +43,16 @@ from .sizes import Size, bind_sizes, needed_sizes, read_sizes, recognized_famili
 
 __all__ = ["RESET_LABEL", "Plan", "PlanEntry", "build_plan", "has_no_storage"]
 
+_FROM_INIT = "values from the module's __init__"
+
 RESET_LABEL = "reset_parameters (meta build)"
 """The rule label of parameters a meta build leaves to their module's ``reset_parameters()``."""
 
 WEIGHT, BIAS = "weight", "bias"
+_PADDED = (nn.Embedding, nn.EmbeddingBag)
 
 
-@dataclass
+@dataclass(slots=True)
 class PlanEntry:
     """What happens to one parameter.
 
@@ -90,6 +93,16 @@ class Plan:
     families: list[str] = field(default_factory=list)  # model families the config recognized
     computed: list[Any] = field(default_factory=list)  # writes through parametrizations (parametrized.py)
 
+    @property
+    def padding(self) -> list[PlanEntry]:
+        """Entries of ``nn.Embedding``/``nn.EmbeddingBag`` weights with a ``padding_idx``: their
+        padding row is zeroed after a write, as torch's ``reset_parameters()`` does."""
+        return [
+            e for e in self.entries.values()
+            if e.ref.local_name == WEIGHT and isinstance(e.ref.module, _PADDED)
+            and e.ref.module.padding_idx is not None
+        ]
+
 
 # ----------------------------------------------------------------------------- rule collection
 def _owned_rules(index: ModelIndex, start: int, warnings: list[str]) -> list[Rule]:
@@ -97,7 +110,7 @@ def _owned_rules(index: ModelIndex, start: int, warnings: list[str]) -> list[Rul
     rules: list[Rule] = []
     seen: set[int] = set()
     for path, module in index.modules:
-        cfg = getattr(module, "init_cfg", None)
+        cfg = _init_cfg_of(module)
         if cfg is None or id(module) in seen:
             continue
         seen.add(id(module))
@@ -112,6 +125,26 @@ def _owned_rules(index: ModelIndex, start: int, warnings: list[str]) -> list[Rul
             )
             start += 1
     return rules
+
+
+_MISSING = object()
+
+
+@functools.cache
+def _class_init_cfg(cls: type) -> Any:
+    """A class-level ``init_cfg`` (``None`` when the class has none)."""
+    return getattr(cls, "init_cfg", None)
+
+
+def _init_cfg_of(module: nn.Module) -> Any:
+    """``module.init_cfg`` without ``nn.Module.__getattr__``'s slow miss on every plain module."""
+    cfg = module.__dict__.get("init_cfg", _MISSING)
+    if cfg is not _MISSING:
+        return cfg
+    cfg = _class_init_cfg(type(module))
+    if hasattr(cfg, "__get__"):  # a property or other descriptor: ask the instance
+        return getattr(module, "init_cfg", None)
+    return cfg
 
 
 # ----------------------------------------------------------------------------- matching
@@ -136,7 +169,7 @@ def _matched_modules(
     rule: Rule, index: ModelIndex
 ) -> tuple[list[tuple[str, nn.Module]], set[str], dict[str, Captures]]:
     """Modules a rule selects, the name globs that matched nothing, and path captures."""
-    in_scope = list(index.subtree(rule.scope))
+    in_scope = list(index.subtree(rule.scope)) if rule.scope else index.modules
     dead_globs: set[str] = set()
     captures: dict[str, Captures] = {}
     if rule.name:
@@ -168,9 +201,16 @@ def _matched_modules(
     if rule.layer:
         from .select import class_matches
 
-        in_scope = [
-            (p, m) for p, m in in_scope if any(class_matches(type(m), n) for n in rule.layer)
-        ]
+        by_class: dict[type, bool] = {}  # one MRO test per class, not per module
+        kept = []
+        for p, m in in_scope:
+            cls = type(m)
+            hit = by_class.get(cls)
+            if hit is None:
+                hit = by_class[cls] = any(class_matches(cls, n) for n in rule.layer)
+            if hit:
+                kept.append((p, m))
+        in_scope = kept
     return in_scope, dead_globs, captures
 
 
@@ -288,11 +328,6 @@ def _check_dtype(rule: Rule, init: Initializer, ref: ParamRef, draw: Draw) -> Dr
     )
 
 
-def _is_lazy(param: torch.Tensor) -> bool:
-    # The mixin, not UninitializedParameter: Parameter's metaclass makes that isinstance slow.
-    return isinstance(param, nn.parameter.UninitializedTensorMixin)
-
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -349,11 +384,10 @@ def build_plan(
     if parsed.module_init_cfg:
         rules += _owned_rules(index, start=len(rules), warnings=warnings)
 
-    best: dict[str, tuple[tuple, Rule, str, Captures]] = {}
+    best: dict[str, tuple[tuple, Rule, str, dict[str, Captures]]] = {}
     claims: dict[str, dict[str, str]] = {}  # tied tensors: rule label -> what it would write there
     plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings, aliases=index.aliases,
                 sizes=sizes, families=families)
-    size_values = {name: size.value for name, size in sizes.items()}
     loaded: dict[str, Any] = {}
     selected_by: dict[str, list[str]] = {}
     for rule in rules:
@@ -399,13 +433,15 @@ def build_plan(
                         f"rule {rule.label!r}: no class {name!r} here"
                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     )
+        rank = rule.rank()
+        aliases = index.aliases
         for ref, role in selected:
-            if ref.path in index.aliases:
-                claims.setdefault(ref.path, {}).setdefault(rule.label, _writes(rule.init, role))
-            rank = rule.rank()
-            current = best.get(ref.path)
+            path = ref.path
+            if aliases and path in aliases:
+                claims.setdefault(path, {}).setdefault(rule.label, _writes(rule.init, role))
+            current = best.get(path)
             if current is None or rank > current[0]:
-                best[ref.path] = (rank, rule, role, {**size_values, **captures.get(ref.module_path, {})})
+                best[path] = (rank, rule, role, captures)
 
     plan.warnings.extend(shadowed_rule_warnings(selected_by, loaded))
     fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
@@ -413,37 +449,39 @@ def build_plan(
     plan.warnings.extend(_tied_warnings(claims, best, index.aliases))
     skipped = tuple(prefix + "." for prefix in skip)
     replay = replay or {}
+    entries = plan.entries
+    make = _EntryMaker({name: size.value for name, size in sizes.items()})
+    lazy = nn.parameter.UninitializedTensorMixin  # not UninitializedParameter: its isinstance is slow
     for path, ref in index.params.items():
+        param = ref.module._parameters[ref.local_name]
         if skipped and path.startswith(skipped):
-            plan.entries[path] = PlanEntry(ref, "default", note=skip_note)
-        elif _is_lazy(ref.param):
-            plan.entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
+            entries[path] = PlanEntry(ref, "default", note=skip_note)
+        elif isinstance(param, lazy):
+            entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
         elif path in loaded:
-            plan.entries[path] = PlanEntry(ref, "pretrained", rule=loaded[path].rule, loaded=loaded[path])
+            entries[path] = PlanEntry(ref, "pretrained", rule=loaded[path].rule, loaded=loaded[path])
         elif path in best:
-            _, rule, role, found = best[path]
-            plan.entries[path] = _entry_for(ref, rule, role, found)
-        elif path in replay and has_no_storage(ref.param):
-            plan.entries[path] = PlanEntry(ref, "custom", rule=replay_rule, init=replay[path])
-        elif fallback is not None and has_no_storage(ref.param):
-            plan.entries[path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init,
-                                           role=ref.local_name)
+            _, rule, role, captures = best[path]
+            entries[path] = make(ref, param, rule, role, captures)
+        elif path in replay and has_no_storage(param):
+            entries[path] = PlanEntry(ref, "custom", rule=replay_rule, init=replay[path])
+        elif fallback is not None and has_no_storage(param):
+            entries[path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init, role=ref.local_name)
             adopted += 1
         else:
-            note = "values from the module's __init__" if fallback is not None else ""
-            plan.entries[path] = PlanEntry(ref, "default", note=note)
+            entries[path] = PlanEntry(ref, "default", note=_FROM_INIT if fallback is not None else "")
     if adopted:
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
     if computed:  # parametrized weights: entries as for parameters, then settled against their originals
-        add_computed_entries(plan.entries, computed, best, lambda ref, won: _entry_for(ref, *won[1:]),
+        add_computed_entries(plan.entries, computed, best, lambda ref, won: make(ref, ref.param, *won[1:]),
                              fallback)
         prepare_computed(plan.entries, computed, RESET_LABEL)
     plan.resets = _module_resets(plan.entries)
     if computed:
         plan.computed = finish_computed(plan.entries, computed)
     check_overlaps(plan.entries)  # a parameter that is a view of another: refused when written
-    replayed = sum(e.rule is replay_rule for e in plan.entries.values()) if replay else 0
+    replayed = sum(e.rule is replay_rule for e in entries.values()) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)
         plan.matched[replay_rule.label] = replayed
@@ -494,24 +532,27 @@ def _tied_warnings(claims: dict[str, dict[str, str]], best: dict[str, tuple],
     return out
 
 
-def _check_writable(rule: Rule, ref: ParamRef) -> None:
+def _check_writable(rule: Rule, ref: ParamRef, param: torch.Tensor) -> None:
     """Refuse, while planning, tensors an in-place write would fail on half-way through the model."""
-    param = ref.param
-    local = param.to_local() if is_dtensor(param) else param
+    local = param if type(param) is nn.Parameter else param.to_local() if is_dtensor(param) else param
+    if not local.is_inference() and local.is_contiguous() and not local.dtype.is_complex:
+        return  # the common case, in three cheap calls
     if local.is_inference():
         raise InitConfigError(
             f"{rule.key}", f"parameter {ref.path!r} is an inference tensor (created under "
             "torch.inference_mode()): it cannot be written in place outside it",
             hint="build the model outside torch.inference_mode(), or exclude this parameter",
         )
-    if not local.is_meta and local.numel() > 1 and torch._debug_has_internal_overlap(local) == 1:
+    # a contiguous tensor cannot overlap itself: only strided ones need the (slower) test
+    if (not local.is_contiguous() and not local.is_meta and local.numel() > 1
+            and torch._debug_has_internal_overlap(local) == 1):
         raise InitConfigError(
             f"{rule.key}", f"parameter {ref.path!r} (shape {tuple(local.shape)}, strides "
             f"{tuple(local.stride())}) has elements that share memory (an expanded or stride-0 view): "
             "writing it element by element is ill-defined",
             hint="make it a real tensor (nn.Parameter(t.clone())), or exclude it from the rule",
         )
-    if local.is_complex() and not isinstance(rule.init, Default):
+    if local.dtype.is_complex and not isinstance(rule.init, Default):
         raise InitConfigError(
             f"{rule.key}.type",
             f"parameter {ref.path!r} is complex ({str(local.dtype).removeprefix('torch.')}): "
@@ -521,20 +562,48 @@ def _check_writable(rule: Rule, ref: ParamRef) -> None:
         )
 
 
-def _entry_for(ref: ParamRef, rule: Rule, role: str, captures: Captures) -> PlanEntry:
-    init = rule.init
-    if rule.expr:
-        init = specialize(init, rule.expr, captures, rule.key)
-    _check_writable(rule, ref)
-    if isinstance(init, Default):
-        return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
-    if not ref.param.numel():  # nothing to write, as torch.nn.init does for an empty tensor
-        return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(0.0),
-                         note="empty tensor: nothing to write")
-    if role == BIAS:
-        draw = _check_dtype(rule, init, ref, FillDraw(init.bias_value))
-        return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=draw)
-    return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=_check_shape(rule, init, ref))
+class _EntryMaker:
+    """Plan entries of the parameters rules won, with the per-parameter work kept small.
+
+    What depends only on (initializer, role, shape, dtype) - the draw, and the checks
+    that the initializer can fill that shape and dtype - is computed once per
+    distinct combination and shared (draws are frozen), so a model of 10⁵ identical
+    blocks asks each initializer for a handful of draws, not 10⁵. Only the storage
+    checks (:func:`_check_writable`) look at every parameter.
+    """
+
+    def __init__(self, size_values: Mapping[str, Any]) -> None:
+        self.size_values = size_values
+        self.draws: dict[tuple, tuple[Action, Draw]] = {}
+        self.specialized: dict[tuple[int, str], Action] = {}
+
+    def __call__(self, ref: ParamRef, param: torch.Tensor, rule: Rule, role: str,
+                 captures: Mapping[str, Captures]) -> PlanEntry:
+        init = rule.init if not rule.expr else self._specialize(rule, ref.module_path, captures)
+        _check_writable(rule, ref, param)
+        if isinstance(init, Default):
+            return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
+        if not param.numel():  # nothing to write, as torch.nn.init does for an empty tensor
+            return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(0.0),
+                             note="empty tensor: nothing to write")
+        key = (id(init), role, param.shape, param.dtype)
+        known = self.draws.get(key)
+        if known is None:
+            if role == BIAS:
+                draw = _check_dtype(rule, init, ref, FillDraw(init.bias_value))
+            else:
+                draw = _check_shape(rule, init, ref)
+            known = self.draws[key] = (init, draw)  # holding init keeps its id unique meanwhile
+        return PlanEntry(ref, "rule", rule, init, role, known[1])
+
+    def _specialize(self, rule: Rule, module_path: str, captures: Mapping[str, Captures]) -> Action:
+        """The rule's initializer with its ``expr`` computed for one module (cached per module)."""
+        key = (id(rule), module_path)
+        init = self.specialized.get(key)
+        if init is None:
+            found = {**self.size_values, **captures.get(module_path, {})}
+            init = self.specialized[key] = specialize(rule.init, rule.expr, found, rule.key)
+        return init
 
 
 def _module_resets(entries: dict[str, PlanEntry]) -> list[tuple[str, nn.Module, Rule]]:
@@ -566,6 +635,8 @@ def _module_resets(entries: dict[str, PlanEntry]) -> list[tuple[str, nn.Module, 
                 hint="pick an explicit initializer for this module, or exclude it",
             )
         owners.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
+    if not owners:
+        return []
     for path, entry in entries.items():
         owner = owners.get(id(entry.ref.module))
         if owner is not None and entry.source in ("default", "custom"):  # the reset rewrites them

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .plan import Plan, PlanEntry, without_gc
@@ -68,9 +68,81 @@ def _describe(entry: PlanEntry, cache: dict[int, str]) -> tuple[str, str]:
     return text, entry.note
 
 
-@dataclass
+class _Columns:
+    """The plan's per-parameter facts, one list per column, gathered in one cheap pass.
+
+    Shapes and dtypes are read when the report is made (they are the parameters' as
+    written); the :class:`ParamRecord` rows are built from these columns only when
+    someone reads :attr:`InitReport.params`, so a dry run of 10⁵ tensors that only logs
+    the summary line never builds them.
+    """
+
+    __slots__ = ("dtypes", "entries", "shapes", "sources", "values", "won")
+
+    def __init__(self, plan: Plan, written_by: dict[str, str]) -> None:
+        self.entries = list(plan.entries.values())
+        self.shapes: list[tuple[int, ...]] = []
+        self.dtypes: list[Any] = []
+        self.sources: Counter[str] = Counter()
+        self.won: dict[str, int] = defaultdict(int)
+        values = 0
+        shapes, dtypes, won = self.shapes, self.dtypes, self.won
+        for entry in self.entries:
+            if entry.rule is not None:
+                won[entry.rule.label] += 1
+            if entry.source == "lazy":
+                shapes.append(())
+                dtypes.append(entry.ref.param.dtype)
+                continue
+            param = entry.ref.param
+            shape = param.shape
+            shapes.append(shape)
+            dtypes.append(param.dtype)
+            values += param.numel()
+        self.values = values
+        sources = self.sources
+        sources.update(e.source for e in self.entries)
+        for path in written_by:
+            entry = plan.entries.get(path)
+            if entry is not None:
+                sources[entry.source] -= 1
+                sources["custom"] += 1
+
+
+def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
+             not_loaded: dict[str, str]) -> list[ParamRecord]:
+    """One :class:`ParamRecord` per plan entry, from the columns."""
+    records = []
+    described: dict[int, str] = {}
+    dtype_names: dict[Any, str] = {}
+    aliases_of = plan.aliases
+    for entry, shape, dtype in zip(columns.entries, columns.shapes, columns.dtypes, strict=True):
+        init, detail = _describe(entry, described)
+        path = entry.ref.path
+        if not_loaded and entry.source != "pretrained":
+            detail = not_loaded.get(path, detail)
+        label = entry.rule.label if entry.rule is not None else None
+        name = dtype_names.get(dtype)
+        if name is None:
+            name = dtype_names[dtype] = str(dtype).removeprefix("torch.")
+        shape = tuple(shape)
+        if written_by and path in written_by:
+            records.append(ParamRecord(path, shape, name, "custom", None, written_by[path],
+                                       "" if label is None else f"overwrote rule {label!r} ({init})"))
+            continue
+        aliases = tuple(aliases_of.get(path, ())) if aliases_of else ()
+        if aliases:
+            detail = "; ".join(filter(None, [detail, "tied: also " + ", ".join(aliases)]))
+        records.append(ParamRecord(path, shape, name, entry.source, label, init, detail, aliases))
+    return records
+
+
 class InitReport:
     """What an init did (or, from :func:`hydra_init.plan`, would do) to every parameter.
+
+    Made from the plan by :meth:`from_plan`. The per-parameter :attr:`params` rows are
+    built on first access; everything else (totals, the summary line, rules, warnings)
+    comes from one pass over the plan.
 
     Attributes:
         params: one :class:`ParamRecord` per parameter, in model order.
@@ -79,22 +151,50 @@ class InitReport:
         warnings: non-fatal findings a user should act on.
         seed: the seed used (``None`` for a dry run without a seed).
         applied: ``False`` for a dry run.
+        checkpoints: one dict per Pretrained rule: file, format, loaded, missing, unexpected...
+        not_loaded: parameter path -> why a Pretrained rule targeting it did not load it.
+        sizes: size name -> (value, where it came from): read from the model or set
+            (:mod:`hydra_init.engine.sizes`).
+        families: the model families the config recognized (its ``families``).
+        notes: expected findings, logged at DEBUG: a rule for a layer family the model lacks.
     """
 
-    params: list[ParamRecord]
-    rules: dict[str, dict[str, Any]]
-    warnings: list[str] = field(default_factory=list)
-    seed: int | None = None
-    applied: bool = True
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    not_loaded: dict[str, str] = field(default_factory=dict)
-    """Parameter path -> why a Pretrained rule targeting it did not load it."""
-    sizes: dict[str, tuple[Any, str]] = field(default_factory=dict)
-    """Size name -> (value, where it came from): read from the model or set (engine/sizes.py)."""
-    families: list[str] = field(default_factory=list)
-    """The model families the config recognized (its ``families``)."""
-    notes: list[str] = field(default_factory=list)
-    """Expected findings, logged at DEBUG: a rule for a layer family the model lacks."""
+    def __init__(self, plan: Plan, seed: int | None, applied: bool,
+                 written_by: dict[str, str] | None = None) -> None:
+        written_by = written_by or {}
+        columns = _Columns(plan, written_by)
+        self.seed = seed
+        self.applied = applied
+        self.rules: dict[str, dict[str, Any]] = {
+            r.label: {
+                "init": r.init.describe(),
+                "args": r.init.args(),
+                "matched": plan.matched.get(r.label, 0),
+                "written": columns.won.get(r.label, 0),
+                "key": r.key,
+            }
+            for r in plan.rules
+        }
+        self.sizes: dict[str, tuple[Any, str]] = {
+            name: (size.value, size.source) for name, size in plan.sizes.items()}
+        self.families: list[str] = list(plan.families)
+        self.notes: list[str] = list(plan.notes)
+        self.warnings: list[str] = list(plan.warnings)
+        self.checkpoints: list[dict[str, Any]] = []
+        self.not_loaded: dict[str, str] = {}
+        self._counts = {s: columns.sources.get(s, 0) for s in SOURCES}
+        self._counts.update(params=len(columns.entries), values=columns.values)
+        not_loaded = _not_loaded(plan)
+        self._build = lambda: _records(plan, columns, written_by, not_loaded)
+        self._params: list[ParamRecord] | None = None
+        if plan.pretrained:  # small models, and their warnings need the rows: build them now
+            # "loaded" counts what each rule finally wrote: a higher-ranked Pretrained rule may take some
+            taken = Counter(id(e.loaded.rule) for e in columns.entries if e.source == "pretrained")
+            self.checkpoints = [{**p.to_dict(), "loaded": taken[id(p.rule)]} for p in plan.pretrained]
+            records = self.params
+            self.not_loaded = {r.path: r.detail for r in records
+                               if r.path in not_loaded and r.source != "pretrained"}
+            self.warnings += _left_at_default_warnings(records, self.not_loaded)
 
     @classmethod
     @without_gc
@@ -103,63 +203,33 @@ class InitReport:
     ) -> InitReport:
         """The report of ``plan``; ``written_by`` (path -> writer, e.g. ``Net.init_weights()``)
         records parameters that code outside the plan wrote afterwards (source ``custom``)."""
-        records = []
-        written_by = written_by or {}
-        won: dict[str, int] = defaultdict(int)
-        not_loaded = _not_loaded(plan)
-        described: dict[int, str] = {}
-        dtypes: dict[Any, str] = {}
-        for entry in plan.entries.values():
-            init, detail = _describe(entry, described)
-            detail = not_loaded.get(entry.path, detail) if entry.source != "pretrained" else detail
-            label = entry.rule.label if entry.rule is not None else None
-            if label is not None:
-                won[label] += 1
-            param = entry.ref.param
-            shape = () if entry.source == "lazy" else tuple(param.shape)
-            dtype = dtypes.get(param.dtype)
-            if dtype is None:
-                dtype = dtypes[param.dtype] = str(param.dtype).removeprefix("torch.")
-            if entry.path in written_by:
-                records.append(ParamRecord(entry.path, shape, dtype, "custom", None,
-                                           written_by[entry.path],
-                                           "" if label is None else f"overwrote rule {label!r} ({init})"))
-                continue
-            aliases = tuple(plan.aliases.get(entry.path, ()))
-            if aliases:
-                detail = "; ".join(filter(None, [detail, "tied: also " + ", ".join(aliases)]))
-            records.append(
-                ParamRecord(entry.path, shape, dtype, entry.source, label, init, detail, aliases)
-            )
-        rules = {
-            r.label: {
-                "init": r.init.describe(),
-                "args": r.init.args(),
-                "matched": plan.matched.get(r.label, 0),
-                "written": won.get(r.label, 0),
-                "key": r.key,
-            }
-            for r in plan.rules
-        }
-        # "loaded" counts what each rule finally wrote: a higher-ranked Pretrained rule may take some
-        taken = Counter(id(e.loaded.rule) for e in plan.entries.values() if e.source == "pretrained")
-        checkpoints = [{**p.to_dict(), "loaded": taken[id(p.rule)]} for p in plan.pretrained]
-        not_loaded = {r.path: r.detail for r in records if r.path in not_loaded and r.source != "pretrained"}
-        warnings = list(plan.warnings) + _left_at_default_warnings(records, not_loaded)
-        sizes = {name: (size.value, size.source) for name, size in plan.sizes.items()}
-        return cls(records, rules, warnings, seed, applied, checkpoints, not_loaded, sizes, plan.families,
-                   list(plan.notes))
+        return cls(plan, seed, applied, written_by)
+
+    @property
+    def params(self) -> list[ParamRecord]:
+        """One :class:`ParamRecord` per parameter, in model order (built on first access)."""
+        if self._params is None:
+            self._params = self._build()
+            self._build = None
+        return self._params
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (or deep-copied) without the plan, which holds the model: rows built first."""
+        self.params  # noqa: B018 - builds the rows
+        return {k: v for k, v in self.__dict__.items() if k != "_build"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build = None
+
+    def __repr__(self) -> str:
+        return f"<InitReport {self.summary_line()!r}>"
 
     # ------------------------------------------------------------------ queries
     @property
     def totals(self) -> dict[str, int]:
         """Parameter counts by source, plus ``params`` and ``values`` overall."""
-        out = {s: 0 for s in SOURCES}
-        for rec in self.params:
-            out[rec.source] += 1
-        out["params"] = len(self.params)
-        out["values"] = sum(r.numel for r in self.params)
-        return out
+        return dict(self._counts)
 
     @property
     def not_in_checkpoint(self) -> list[str]:

@@ -16,7 +16,7 @@ import importlib
 import inspect
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -196,12 +196,12 @@ def is_known_class(name: str, model_names: Iterable[str]) -> bool:
     return "." in name and _resolve_qualified(name) is not None
 
 
-@dataclass(frozen=True)
-class ParamRef:
+class ParamRef(NamedTuple):
     """One parameter of the model, reached through the module that holds it.
 
     :attr:`param` is looked up in the module each time, so a plan stays valid when
     the parameter objects are replaced (``to_empty`` after a meta-device build).
+    A named tuple: a plan holds one per parameter, so it must be cheap to make.
     """
 
     path: str  # canonical full path (first occurrence when shared)
@@ -230,21 +230,28 @@ of the bare model, and globs written for the bare model match."""
 def canonical_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``named_modules()`` with wrapper modules left out and their attribute cut from paths.
 
+    The order of ``named_modules(remove_duplicate=False)`` (pre-order; a module
+    registered twice appears under both paths), walked with an explicit stack rather
+    than its recursive generators.
+
     >>> import torch.nn as nn
     >>> [p for p, _ in canonical_modules(nn.DataParallel(nn.Sequential(nn.Linear(2, 2))))]
     ['', '0']
     """
     out: list[tuple[str, nn.Module]] = []
-    seen: dict[str, tuple[str, nn.Module]] = {}  # raw path -> (canonical path, module); parents come first
-    for raw, module in model.named_modules(remove_duplicate=False):
-        path = ""
-        if raw:
-            parent, _, name = raw.rpartition(".")
-            base, owner = seen[parent]
-            path = base if WRAPPERS.get(type(owner).__name__) == name else join(base, name)
-        seen[raw] = (path, module)
-        if WRAPPERS.get(type(module).__name__) not in module._modules:  # a wrapper: its child stands there
-            out.append((path, module))
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    pop, push, add = stack.pop, stack.append, out.append
+    while stack:
+        path, module = pop()
+        children = module._modules
+        inner = WRAPPERS.get(type(module).__name__)
+        if inner not in children:  # a wrapper's child stands in its place, under its path
+            add((path, module))
+        if children:
+            prefix = path + "." if path else ""
+            for name, child in reversed(children.items()):
+                if child is not None:
+                    push((path if name == inner else prefix + name, child))
     return out
 
 
@@ -260,26 +267,31 @@ class ModelIndex:
         self.model = model
         self.modules: list[tuple[str, nn.Module]] = canonical_modules(model)
         self.module_paths = [path for path, _ in self.modules]
-        self.class_names: frozenset[str] = frozenset().union(
-            *(_mro_names(type(m)) for _, m in self.modules)
-        )
+        types = {type(m) for _, m in self.modules}
+        self.class_names: frozenset[str] = frozenset().union(*(_mro_names(t) for t in types))
         canonical: dict[int, str] = {}
         self._direct: dict[str, list[ParamRef]] = {}
         self.params: dict[str, ParamRef] = {}
         self.aliases: dict[str, list[str]] = {}
+        params, direct = self.params, self._direct
         for module_path, module in self.modules:
+            own = module._parameters
+            if not own:
+                continue
             refs = []
-            for local, param in module._parameters.items():
+            prefix = module_path + "." if module_path else ""
+            for local, param in own.items():
                 if param is None:
                     continue
-                full = join(module_path, local)
+                full = prefix + local
                 path = canonical.setdefault(id(param), full)
-                if path != full:
-                    self.aliases.setdefault(path, []).append(full)
                 ref = ParamRef(path, module_path, local, module)
                 refs.append(ref)
-                self.params.setdefault(path, ref)
-            self._direct[module_path] = refs
+                if path != full:
+                    self.aliases.setdefault(path, []).append(full)
+                else:
+                    params[path] = ref
+            direct[module_path] = refs
 
     def direct_params(self, module_path: str) -> list[ParamRef]:
         """Parameters registered on the module itself (not its children)."""

@@ -7,6 +7,12 @@ One job per module:
   schemes such as ``torchvision://``), with an optional sha256 check.
 * :mod:`~hydra_init.pretrained.formats`: file -> flat state dict, always with
   ``torch.load(weights_only=True)`` or safetensors.
+* :mod:`~hydra_init.pretrained.sniff`: what a file is, from its first bytes (a Git
+  LFS pointer, an HTML page, a cut zip checkpoint, ...), without unpickling it.
+* :mod:`~hydra_init.pretrained.contents`: the state dict inside a loaded object,
+  or what the object holds instead.
+* :mod:`~hydra_init.pretrained.refusals`: the errors for unreadable files and
+  pickled globals, with the fix for each kind.
 * :mod:`~hydra_init.pretrained.keymap`: wrapper prefixes, ``prefix``, regex renames.
 * :mod:`~hydra_init.pretrained.policies`: what to do with missing and unexpected
   keys, shape and dtype mismatches.

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlparse
 import torch
 
 from ..errors import InitConfigError, did_you_mean
+from .refusals import checkpoint_files
 
 __all__ = [
     "Located",
@@ -221,15 +222,9 @@ def locate(location: str, *, sha256: str | None = None, key: str = "checkpoint")
         path = Path(unquote(rest) if scheme == "file" else resolved).expanduser()
     origin = "" if resolved == location else f" (from {location})"
     if path.is_dir():
-        raise InitConfigError(
-            key, f"checkpoint {path}{origin} is a directory",
-            hint="name the checkpoint file inside it (e.g. model.pth or model.safetensors)",
-        )
+        raise _directory(path, origin, key)
     if not path.is_file():
-        raise InitConfigError(
-            key, f"checkpoint file not found: {path}{origin}",
-            hint="relative paths are read from the current directory; give an absolute path",
-        )
+        raise _not_found(path, origin, key)
     if expected and not checked:
         actual = file_sha256(path)
         if not actual.startswith(expected):
@@ -239,6 +234,39 @@ def locate(location: str, *, sha256: str | None = None, key: str = "checkpoint")
                 hint="the file is not the one the config expects; fix the file or the sha256",
             )
     return Located(location, path, url)
+
+
+def _directory(path: Path, origin: str, key: str) -> InitConfigError:
+    inside = checkpoint_files(path)
+    return InitConfigError(
+        key, f"checkpoint {path}{origin} is a directory, not a file",
+        valid="checkpoint files in it: " + ", ".join(inside) if inside else None,
+        hint=f"name the checkpoint file inside it, e.g. {path / inside[0]}" if inside
+        else "name the checkpoint file (e.g. model.pth or model.safetensors); this directory holds none",
+    )
+
+
+def _not_found(path: Path, origin: str, key: str) -> InitConfigError:
+    """The missing file, with the closest names in its folder (or the folder that is missing)."""
+    folder = path.parent
+    relative = "" if path.is_absolute() else f", read relative to the current directory {Path.cwd()}"
+    if not folder.is_dir():
+        up = next((p for p in folder.parents if p.is_dir()), None)
+        return InitConfigError(
+            key, f"checkpoint file not found: {path}{origin}{relative}; its folder {folder} does not exist",
+            hint=f"the nearest existing folder is {up.resolve()}; check the path" if up is not None
+            else "check the path",
+        )
+    names = sorted(p.name for p in folder.iterdir())
+    close = did_you_mean(path.name, names)
+    listed = checkpoint_files(folder)
+    hint = (f"{close[:-1]} (in {folder})?" if close else
+            "relative paths are read from the current directory; give an absolute path" if relative else
+            "check the file name")
+    return InitConfigError(
+        key, f"checkpoint file not found: {path}{origin}{relative}",
+        valid=f"checkpoint files in {folder}: " + ", ".join(listed) if listed else None, hint=hint,
+    )
 
 
 def _torchvision(name: str) -> str:

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -80,8 +81,13 @@ def derive_key(seed: int, path: str, shape: Sequence[int]) -> int:
     >>> derive_key(0, "fc.weight", (2, 3)) == derive_key(1, "fc.weight", (2, 3))
     False
     """
-    text = f"{int(seed)}\x00{path}\x00{','.join(map(str, shape))}".encode()
+    text = f"{int(seed)}\x00{path}\x00{_shape_text(tuple(shape))}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return ",".join(map(str, shape))
 
 
 def tile_seed(key: int, index: int) -> int:
