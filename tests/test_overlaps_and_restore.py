@@ -115,8 +115,7 @@ def test_an_unforeseen_error_half_way_restores_the_model_bit_for_bit(monkeypatch
 
 
 def test_above_the_restore_limit_the_error_says_the_model_was_not_restored(monkeypatch) -> None:
-    monkeypatch.setattr(restore, "RESTORE_LIMIT", 1024)
-    monkeypatch.setattr(restore.Restorer.__init__, "__defaults__", (1024,))
+    monkeypatch.setattr(restore, "RESTORE_LIMIT", 1024)  # bytes: less than one 128x128 weight
     _failing_on_call(monkeypatch, 1)
     with pytest.raises(InitExecutionError, match=r"could NOT be restored .* 0\.weight"):
         hydra_init.apply(model_with_everything(), CFG, log=False)
