@@ -15,7 +15,7 @@ from .api import apply, plan
 from .engine.parse import ParsedConfig, parse_config
 from .engine.report import InitReport
 from .engine.rules import Rule
-from .errors import InitConfigError
+from .errors import InitConfigError, InitExecutionError
 from .initializers import (
     Action,
     BoundUnit,
@@ -66,6 +66,7 @@ __all__ = [
     "Init",
     "InitConfig",
     "InitConfigError",
+    "InitExecutionError",
     "InitReport",
     "Initializer",
     "Kaiming",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["InitConfigError", "closest", "did_you_mean"]
+__all__ = ["InitConfigError", "InitExecutionError", "closest", "did_you_mean"]
 
 
 class InitConfigError(ValueError):
@@ -42,6 +42,14 @@ Hint: did you mean 'Kaiming'?
         if hint:
             parts.append(f"Hint: {hint}")
         super().__init__(". ".join(parts))
+
+
+class InitExecutionError(RuntimeError):
+    """Writing an accepted plan failed half-way (something the plan could not foresee).
+
+    The message says whether the model was restored to its state before the call
+    (:mod:`hydra_init.engine.restore`); the original error is the ``__cause__``.
+    """
 
 
 def closest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:

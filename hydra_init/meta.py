@@ -53,6 +53,7 @@ from torch.overrides import TorchFunctionMode
 
 from .api import execute_and_report
 from .engine.execute import effective_seed
+from .engine.parametrized import fills_on_assignment
 from .engine.parse import parse_config
 from .engine.plan import RESET_LABEL, build_plan, has_no_storage, without_gc
 from .engine.report import InitReport
@@ -181,7 +182,7 @@ def build_meta(build: Callable[[], nn.Module], *, seed: int | None = None) -> nn
     problems = []
     for path, module, name, buf in _named_tensors(model, "_buffers"):
         where = f"{path + '.' if path else ''}{name} of {path or '<root>'} ({type(module).__name__})"
-        if buf.is_meta and buf.numel():
+        if buf.is_meta and buf.numel() and not fills_on_assignment(module, name):  # spectral norm's u/v
             problems.append(f"buffer {where} was computed from uninitialized data (torch.empty or a weight)")
         elif mode._tainted(buf):
             problems.append(f"buffer {where} holds random numbers drawn in __init__")

@@ -16,7 +16,9 @@ from torch import nn
 from ..errors import InitConfigError
 from ..initializers import Default
 from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
+from .parametrized import through_parametrizations, write_computed
 from .plan import Plan, PlanEntry, without_gc
+from .restore import Restorer
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
@@ -59,7 +61,8 @@ def _seeded_reset(module: nn.Module, key: int, init: Default | None = None) -> N
     devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(key >> 1)
-        (init or Default()).reset(module)
+        with through_parametrizations(module):  # a parametrized weight: reset through right_inverse
+            (init or Default()).reset(module)
 
 
 def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
@@ -69,7 +72,7 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
     values = 0
     Parameter = nn.Parameter
     for entry in plan.entries.values():
-        if entry.source != "rule":
+        if entry.source != "rule" or entry.draw is None:  # None: written through a parametrization
             continue
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
         ref, draw = entry.ref, entry.draw
@@ -125,9 +128,11 @@ def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
     sharded = _check_storage(plan)
     seed = effective_seed(plan.seed, sharded=sharded)
-    with torch.no_grad():
+    with torch.no_grad(), Restorer(plan):  # an unforeseen error half-way: every write undone
         for path, module, rule in plan.resets:
             reset_module(module, derive_key(seed, path, ()), rule.init)
+        if plan.computed:
+            write_computed(plan.computed, seed)
         jobs, whole, values = _work(plan, seed)
         for task in whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
             task()

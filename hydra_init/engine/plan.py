@@ -26,6 +26,8 @@ from torch import nn
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import Draw, FillDraw
+from .overlaps import check_overlaps
+from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
 from .rules import Rule
 from .select import (
@@ -89,6 +91,7 @@ class Plan:
     """Canonical path of a tied tensor -> its other names (written once, under the canonical path)."""
     sizes: dict[str, Size] = field(default_factory=dict)  # read from the model (engine/sizes.py)
     families: list[str] = field(default_factory=list)  # model families the config recognized
+    computed: list[Any] = field(default_factory=list)  # writes through parametrizations (parametrized.py)
 
     @property
     def padding(self) -> list[PlanEntry]:
@@ -367,6 +370,7 @@ def build_plan(
     replayed by :mod:`hydra_init.replay`) under ``replay_rule``.
     """
     index = ModelIndex(model)
+    computed = find_computed(index)  # parametrized weights, indexed like parameters
     families, other_families, family_notes = recognized_families(parsed.recipe, index.class_names)
     rules = [r for r in parsed.rules if r.label not in other_families]
     sizes = read_sizes(parsed.recipe, model, needed_sizes(rules))
@@ -464,7 +468,14 @@ def build_plan(
     if adopted:
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
+    if computed:  # parametrized weights: entries as for parameters, then settled against their originals
+        add_computed_entries(plan.entries, computed, best, lambda ref, won: make(ref, ref.param, *won[1:]),
+                             fallback)
+        prepare_computed(plan.entries, computed, RESET_LABEL)
     plan.resets = _module_resets(plan.entries)
+    if computed:
+        plan.computed = finish_computed(plan.entries, computed)
+    check_overlaps(plan.entries)  # a parameter that is a view of another: refused when written
     replayed = sum(e.rule is replay_rule for e in entries.values()) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)

@@ -59,13 +59,13 @@ def _describe(entry: PlanEntry, cache: dict[int, str]) -> tuple[str, str]:
     if entry.source in ("default", "lazy"):
         return "-", entry.note
     if entry.source == "reset":
-        return entry.init.reset_description(entry.ref.module), ""
+        return entry.init.reset_description(entry.ref.module), entry.note
     if entry.role == "bias":
-        return f"bias={entry.init.bias_value:g}", ""
+        return f"bias={entry.init.bias_value:g}", entry.note
     text = cache.get(id(entry.init))  # one describe() per initializer, not per parameter
     if text is None:
         text = cache[id(entry.init)] = entry.init.describe()
-    return text, ""
+    return text, entry.note
 
 
 class _Columns:

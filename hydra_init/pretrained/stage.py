@@ -194,6 +194,8 @@ def _tensors_of(
 ) -> Iterable[tuple[str, str, Any, bool]]:
     """``(registered path, canonical path, tensor, is_param)`` held directly by a module."""
     for ref in index.direct_params(module_path):
+        if getattr(ref, "computed", False):  # a parametrized weight: checkpoints hold its originals
+            continue
         yield join(module_path, ref.local_name), ref.path, ref.param, True
     skip = getattr(module, "_non_persistent_buffers_set", set())
     for name, buf in module._buffers.items():
