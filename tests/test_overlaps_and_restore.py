@@ -70,10 +70,12 @@ def test_a_tied_parameter_is_still_one_tensor_written_once() -> None:
 
 
 # ----------------------------------------------------------------------------- restore
-def _failing_on_call(monkeypatch, n: int) -> None:
-    """Make the n-th tile a normal draw fills raise, as an unforeseen failure would (each
+# Steps that run user code (reset_parameters(), right_inverse, custom draws) run first, with
+# what they write copied; the engine's own draws and copies run after them, uncopied.
+def _failing_on_call(monkeypatch, n: int, cls: type = draws.NormalDraw) -> None:
+    """Make the n-th tile a draw of ``cls`` fills raise, as an unforeseen failure would (each
     128x128 weight is one tile: more than SMALL, less than TILE elements)."""
-    real = draws.NormalDraw.fill_tile
+    real = cls.fill_tile
     calls = {"n": 0}
 
     def fill_tile(self, *args, **kwargs):
@@ -82,12 +84,38 @@ def _failing_on_call(monkeypatch, n: int) -> None:
             raise RuntimeError("simulated device failure")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(draws.NormalDraw, "fill_tile", fill_tile)
+    monkeypatch.setattr(cls, "fill_tile", fill_tile)
+
+
+class Spiky(draws.Draw):
+    """A custom elementwise draw (user code): signs of a uniform, times 0.1."""
+
+    def fill_from(self, buf, src):
+        src.uniform(buf, None)
+        buf.copy_(torch.where(buf < 0.5, -0.1, 0.1))
+
+
+class SpikyInit(hydra_init.Initializer):
+    type_name = "SpikyInit"
+
+    def draw(self, shape):
+        return Spiky()
+
+
+class Flaky(nn.BatchNorm1d):
+    """A module whose own reset_parameters() fails after writing part of its state."""
+
+    fail = False
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.fail:
+            raise RuntimeError("reset_parameters went wrong")
 
 
 def model_with_everything() -> nn.Module:
     """Resets (BatchNorm buffers), draws, constants and a write through a parametrization."""
-    return nn.Sequential(nn.Linear(128, 128), nn.BatchNorm1d(128), weight_norm(nn.Linear(128, 128)),
+    return nn.Sequential(nn.Linear(128, 128), Flaky(128), weight_norm(nn.Linear(128, 128)),
                          nn.Linear(128, 128))
 
 
@@ -97,21 +125,55 @@ CFG = {"seed": 0, "rules": {
 }}
 
 
-@pytest.mark.parametrize("nth", [1, 2, 3])  # 1: the write through weight_norm (after the reset); 2, 3: draws
-def test_an_unforeseen_error_half_way_restores_the_model_bit_for_bit(monkeypatch, nth: int) -> None:
-    model = model_with_everything()
-    with torch.no_grad():
-        model[1].running_mean.fill_(3.0)  # something the BatchNorm reset would change
-    before = snapshot(model)
-    originals = [p for _, p in model.named_parameters()]
-    _failing_on_call(monkeypatch, nth)
+def _assert_restored(model: nn.Module, before, originals, cfg=CFG, match: str = "") -> None:
     with pytest.raises(InitExecutionError) as caught:
-        hydra_init.apply(model, CFG, log=False)
-    assert "simulated device failure" in str(caught.value)
+        hydra_init.apply(model, cfg, log=False)
+    assert match in str(caught.value)
     assert "the model was restored to its state before the call" in str(caught.value)
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert_bit_identical(model, before)
     assert [p for _, p in model.named_parameters()] == originals  # the same Parameter objects
+
+
+def _prepared() -> tuple[nn.Module, dict, list]:
+    model = model_with_everything()
+    with torch.no_grad():
+        model[1].running_mean.fill_(3.0)  # something the BatchNorm reset changes
+    return model, snapshot(model), [p for _, p in model.named_parameters()]
+
+
+def test_a_failing_write_through_a_parametrization_restores_the_model(monkeypatch) -> None:
+    model, before, originals = _prepared()
+    _failing_on_call(monkeypatch, 1)  # the first normal tile: the draw written through weight_norm
+    _assert_restored(model, before, originals, match="simulated device failure")
+
+
+def test_a_failing_reset_parameters_restores_the_model(monkeypatch) -> None:
+    model, before, originals = _prepared()
+    monkeypatch.setattr(Flaky, "fail", True)
+    _assert_restored(model, before, originals, match="reset_parameters went wrong")
+
+
+def test_a_failing_custom_draw_restores_the_model(monkeypatch) -> None:
+    monkeypatch.setitem(hydra_init.initializers.REGISTRY, "SpikyInit", SpikyInit)
+    model, before, originals = _prepared()
+    cfg = {"seed": 0, "rules": {**CFG["rules"],
+                                "spiky": {"type": "SpikyInit", "name": "3", "priority": 1}}}
+    real = Spiky.fill_from
+    monkeypatch.setattr(Spiky, "fill_from", lambda self, buf, src: (_ for _ in ()).throw(
+        RuntimeError("custom draw failed")) if buf.numel() > 64 else real(self, buf, src))
+    _assert_restored(model, before, originals, cfg=cfg, match="custom draw failed")
+
+
+@pytest.mark.parametrize("nth", [2, 3])  # the engine's own draws of 3.weight / 0.weight
+def test_a_failure_of_the_engines_own_writes_says_the_model_was_not_restored(monkeypatch, nth) -> None:
+    model, _, _ = _prepared()
+    _failing_on_call(monkeypatch, nth)
+    not_restored = r"could NOT be restored \(the engine's own writes"
+    with pytest.raises(InitExecutionError, match=not_restored) as caught:
+        hydra_init.apply(model, CFG, log=False)
+    assert "0.weight" in str(caught.value) and "please report" in str(caught.value)
+    assert isinstance(caught.value.__cause__, RuntimeError)
 
 
 def test_above_the_restore_limit_the_error_says_the_model_was_not_restored(monkeypatch) -> None:

@@ -15,10 +15,20 @@ from torch import nn
 
 from ..errors import InitConfigError
 from ..initializers import Default
-from ..sampling import SMALL, FillDraw, Job, Task, derive_key, job_tasks, materialize, run_parallel
+from ..sampling import (
+    BUILTIN_DRAWS,
+    SMALL,
+    FillDraw,
+    Job,
+    Task,
+    derive_key,
+    job_tasks,
+    materialize,
+    run_parallel,
+)
 from .parametrized import through_parametrizations, write_computed
 from .plan import Plan, PlanEntry, without_gc
-from .restore import Restorer
+from .restore import EngineStep, Restorer
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
@@ -86,7 +96,9 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
         if type(param) is not Parameter and is_dtensor(param):
             more_jobs, more_tasks = sharded_work(param, draw, key)
             jobs.extend(more_jobs)
-            tasks.extend(more_tasks)
+            for task in more_tasks:
+                task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
+                tasks.append(task)
         elif fill:
             jobs.append(Job(param, draw, key, numel))  # any shape will do
         elif draw.elementwise and param.is_contiguous():  # small ones keep their shape (a view costs µs)
@@ -97,7 +109,44 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
 
 
 def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
-    return lambda: param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
+    task = lambda: param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))  # noqa: E731
+    task.draw = entry.draw  # type: ignore[attr-defined]
+    return task
+
+
+def _run_custom(jobs: list[Job], whole: list[Task]) -> tuple[list[Job], list[Task]]:
+    """Run the jobs and whole-tensor tasks of custom draws; return the built-in rest."""
+    custom_jobs = [j for j in jobs if type(j.draw) not in BUILTIN_DRAWS]
+    custom_whole = [t for t in whole if type(t.draw) not in BUILTIN_DRAWS]
+    for task in custom_whole:
+        task()
+    run_parallel(job_tasks(custom_jobs))
+    return ([j for j in jobs if type(j.draw) in BUILTIN_DRAWS],
+            [t for t in whole if type(t.draw) in BUILTIN_DRAWS])
+
+
+def _run_builtin(plan: Plan, jobs: list[Job], whole: list[Task], values: int) -> None:
+    """The engine's own writes: built-in draws, checkpoint copies, padding rows."""
+    for task in whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
+        task()
+    tasks = job_tasks(jobs)
+    if values >= _PROGRESS_MIN_VALUES:
+        from ..tools.progress import Progress
+
+        with Progress(total=values, desc="hydra_init") as progress:
+            run_parallel(progress.wrap(tasks, values))
+    else:
+        run_parallel(tasks)
+    if plan.pretrained:
+        from ..pretrained.stage import copy_buffers, copy_loaded
+
+        for entry in plan.entries.values():
+            if entry.source == "pretrained":
+                copy_loaded(entry.ref.param, entry.loaded)
+        copy_buffers(plan.pretrained)
+    for entry in plan.padding:
+        if entry.source in ("rule", "reset"):
+            zero_row(entry.ref.param, entry.ref.module.padding_idx)
 
 
 def _check_storage(plan: Plan) -> bool:
@@ -128,30 +177,17 @@ def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
     sharded = _check_storage(plan)
     seed = effective_seed(plan.seed, sharded=sharded)
-    with torch.no_grad(), Restorer(plan):  # an unforeseen error half-way: every write undone
-        for path, module, rule in plan.resets:
-            reset_module(module, derive_key(seed, path, ()), rule.init)
-        if plan.computed:
-            write_computed(plan.computed, seed)
-        jobs, whole, values = _work(plan, seed)
-        for task in whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
-            task()
-        tasks = job_tasks(jobs)
-        if values >= _PROGRESS_MIN_VALUES:
-            from ..tools.progress import Progress
-
-            with Progress(total=values, desc="hydra_init") as progress:
-                run_parallel(progress.wrap(tasks, values))
-        else:
-            run_parallel(tasks)
-        if plan.pretrained:
-            from ..pretrained.stage import copy_buffers, copy_loaded
-
-            for entry in plan.entries.values():
-                if entry.source == "pretrained":
-                    copy_loaded(entry.ref.param, entry.loaded)
-            copy_buffers(plan.pretrained)
-        for entry in plan.padding:
-            if entry.source in ("rule", "reset"):
-                zero_row(entry.ref.param, entry.ref.module.padding_idx)
+    with torch.no_grad():
+        # Steps that run user code first (reset_parameters(), right_inverse, custom draws), with
+        # what they write copied: an error there puts the model back (engine/restore.py).
+        with Restorer(plan, user_code_only=True):
+            for path, module, rule in plan.resets:
+                reset_module(module, derive_key(seed, path, ()), rule.init)
+            if plan.computed:
+                write_computed(plan.computed, seed)
+            jobs, whole, values = _work(plan, seed)
+            if plan.custom_draws:
+                jobs, whole = _run_custom(jobs, whole)
+        with EngineStep(plan):  # then the engine's own writes
+            _run_builtin(plan, jobs, whole, values)
     return seed

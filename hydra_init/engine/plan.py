@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
-from ..sampling import Draw, FillDraw
+from ..sampling import BUILTIN_DRAWS, Draw, FillDraw
 from .overlaps import check_overlaps
 from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
@@ -92,6 +92,8 @@ class Plan:
     sizes: dict[str, Size] = field(default_factory=dict)  # read from the model (engine/sizes.py)
     families: list[str] = field(default_factory=list)  # model families the config recognized
     computed: list[Any] = field(default_factory=list)  # writes through parametrizations (parametrized.py)
+    custom_draws: bool = False
+    """Whether some entry's draw is not one of the engine's own (``sampling.BUILTIN_DRAWS``)."""
 
     @property
     def padding(self) -> list[PlanEntry]:
@@ -472,6 +474,7 @@ def build_plan(
         add_computed_entries(plan.entries, computed, best, lambda ref, won: make(ref, ref.param, *won[1:]),
                              fallback)
         prepare_computed(plan.entries, computed, RESET_LABEL)
+    plan.custom_draws = any(type(draw) not in BUILTIN_DRAWS for _, draw in make.draws.values())
     plan.resets = _module_resets(plan.entries)
     if computed:
         plan.computed = finish_computed(plan.entries, computed)

@@ -1,31 +1,31 @@
 """Undo a plan's writes when something the plan did not foresee raises half-way.
 
 The plan runs every check that can fail before the first write, so an accepted plan
-should not fail. Should it fail anyway (a custom ``reset_parameters()`` or
-``right_inverse`` raising, a device running out of memory), :class:`Restorer` puts back
-every tensor the plan writes and raises :class:`~hydra_init.errors.InitExecutionError`
-saying so, the original error as its ``__cause__``.
+should not fail. What can still fail is user code: a module's own
+``reset_parameters()``, a parametrization's ``right_inverse``, a custom draw. Execution
+runs those steps first, under :class:`Restorer`: what they write is copied on entry, and
+an error puts it back and raises :class:`~hydra_init.errors.InitExecutionError` saying
+so, the original error as its ``__cause__``. The engine's own writes (built-in draws,
+checkpoint copies, padding rows) run after them under :class:`EngineStep`, uncopied.
 
-Why a bounded up-front snapshot (and not a copy of the whole model, nor lazy copies):
+Why the copy covers user code only:
 
-* Only what the plan writes is copied, into one flat tensor per dtype and device
-  (``torch._utils._flatten_dense_tensors``, one call: four times faster than a clone per
-  tensor for 10,000 small parameters): the written parameters, and every parameter
-  and buffer of the modules whose ``reset_parameters()`` runs or whose
-  parametrization is written through (a reset may write buffers and children).
-  Untouched parameters (checkpoint-loaded backbones left ``default``, skipped
-  subtrees) cost nothing.
+* A copy of everything the plan writes costs what writing it costs in memory traffic
+  (page faults included): ``python benchmarks/guard_cost.py`` times ``apply`` with no
+  guard, with this guard and with a copy of everything: only the last shows, as the
+  copy's memory traffic added to every init of more than a few MiB. The engine's own
+  draws on validated tensors fail only by running out of memory, where a second copy of
+  the model would fail first, or by a bug; their failure says the model was not
+  restored and lists what may have changed.
+* The user-code steps touch little in practice (the modules that are reset, the weights
+  written through parametrizations, the parameters of custom draws), copied into one
+  flat tensor per dtype and device (``torch._utils._flatten_dense_tensors``: four times
+  faster than a clone per tensor for 10,000 small parameters), children and buffers of
+  reset modules included.
 * The copy is skipped when it would exceed :data:`RESTORE_LIMIT` bytes (256 MiB), so a
   large model never holds a second copy of itself; above it, a failure says that the
-  model could not be restored and which parameters the plan was writing. Under it the
-  copy costs time: copying into fresh memory ran at about 0.8 ms per MiB on the 2-core
-  test machine (page faults included), which took an ``apply`` drawing 128 MiB of
-  normal weights from 330 to 460 ms, and one of 10,000 small parameters from 270 to
-  320 ms. Set ``hydra_init.engine.restore.RESTORE_LIMIT = 0`` to trade the guarantee
-  for that time.
-* Lazy copies (each tensor just before its write) would save nothing in the end (every
-  copy is kept until the call returns) and would have to run inside the thread pool's
-  tasks, which belong to :mod:`hydra_init.sampling`.
+  model could not be restored and which parameters the plan was writing. Set
+  ``hydra_init.engine.restore.RESTORE_LIMIT = 0`` to turn the copy off.
 
 Restoring puts back the tensor *objects* (a parametrization's ``right_inverse`` may swap
 a parameter's storage with ``set_``, an orthogonal parametrization replaces its ``base``
@@ -41,9 +41,10 @@ import torch
 from torch import nn
 
 from ..errors import InitExecutionError
+from ..sampling import BUILTIN_DRAWS
 from .sharding import is_dtensor
 
-__all__ = ["RESTORE_LIMIT", "Restorer"]
+__all__ = ["RESTORE_LIMIT", "EngineStep", "Restorer", "is_custom", "not_restored"]
 
 RESTORE_LIMIT = 256 * 2**20
 """Bytes: above this, the tensors a plan writes are not copied first (and a failure cannot be undone)."""
@@ -93,26 +94,39 @@ the model was restored to its state before the call
     True
     """
 
-    def __init__(self, plan: Any, limit: int | None = None) -> None:
+    def __init__(self, plan: Any, limit: int | None = None, *, user_code_only: bool = False) -> None:
         self.plan = plan
         self.limit = RESTORE_LIMIT if limit is None else limit
+        self.user_code_only = user_code_only
         self.slots: list[_Slot] | None = None
         self.copies: list[tuple[list[torch.Tensor], torch.Tensor]] = []
+
+    def _written(self) -> Iterator[Any]:
+        """The entries whose tensors are guarded: all written ones, or (``user_code_only``)
+        those written through a parametrization or by a custom draw."""
+        if self.user_code_only and not (self.plan.computed or self.plan.custom_draws):
+            return  # resets alone: their modules are guarded whole (_modules_touched)
+        for entry in self.plan.entries.values():
+            if entry.source in _UNTOUCHED:
+                continue
+            if self.user_code_only and getattr(entry.ref, "holder", None) is None and not (
+                    self.plan.custom_draws and is_custom(entry)):
+                continue
+            yield entry
 
     def _targets(self) -> Iterator[tuple[dict, str, bool]]:
         """``(dict, name, swappable)`` of every tensor the plan may write: the dict holds it (a
         module's ``_parameters``, ``_buffers`` or, for the old weight_norm hook, ``__dict__``);
         ``swappable`` when a write may replace its storage or the object, not only its values."""
-        for entry in self.plan.entries.values():
-            if entry.source not in _UNTOUCHED:
-                ref = entry.ref
-                holder = getattr(ref, "holder", None)
-                yield (holder or ref.module)._parameters, ref.local_name, holder is not None
+        for entry in self._written():
+            ref = entry.ref
+            holder = getattr(ref, "holder", None)
+            yield (holder or ref.module)._parameters, ref.local_name, holder is not None
         for module in _modules_touched(self.plan):
             for sub in module.modules():
                 yield from ((sub._parameters, n, True) for n, t in sub._parameters.items() if t is not None)
                 yield from ((sub._buffers, n, True) for n, t in sub._buffers.items() if t is not None)
-        for load in self.plan.pretrained:
+        for load in () if self.user_code_only else self.plan.pretrained:
             for buffer in load.buffers.values():
                 yield buffer.module._buffers, buffer.name, False
         for write in self.plan.computed:
@@ -153,13 +167,8 @@ the model was restored to its state before the call
         if self.slots is None:
             if not isinstance(error, Exception):
                 return False
-            written = [p for p, e in self.plan.entries.items() if e.source not in _UNTOUCHED]
-            shown = ", ".join(written[:8]) + (f", ... (+{len(written) - 8})" if len(written) > 8 else "")
-            raise InitExecutionError(
-                f"initialization failed after writing began: {error}; the model could NOT be restored (the "
-                f"tensors it writes exceed the {self.limit / 2**20:g} MiB restore limit), so some of these "
-                f"parameters may hold new values: {shown}"
-            ) from error
+            raise not_restored(self.plan, error, f"the tensors it writes exceed the "
+                               f"{self.limit / 2**20:g} MiB restore limit")
         with torch.no_grad():
             for holder, name, tensor, local, alias in self.slots:
                 holder[name] = tensor
@@ -174,3 +183,42 @@ the model was restored to its state before the call
             f"initialization failed after writing began: {error}; the model was restored to its state "
             "before the call"
         ) from error
+
+
+def is_custom(entry: Any) -> bool:
+    """Whether a rule entry's draw is user code (not one of :data:`~hydra_init.sampling.BUILTIN_DRAWS`)."""
+    return entry.source == "rule" and entry.draw is not None and type(entry.draw) not in BUILTIN_DRAWS
+
+
+def not_restored(plan: Any, error: BaseException, why: str) -> InitExecutionError:
+    """The error for a failure that could not be undone: why, and which parameters may have changed."""
+    written = [p for p, e in plan.entries.items() if e.source not in _UNTOUCHED]
+    shown = ", ".join(written[:8]) + (f", ... (+{len(written) - 8})" if len(written) > 8 else "")
+    error_out = InitExecutionError(
+        f"initialization failed after writing began: {error}; the model could NOT be restored ({why}), "
+        f"so some of these parameters may hold new values: {shown}"
+    )
+    error_out.__cause__ = error
+    return error_out
+
+
+class EngineStep:
+    """A context manager for the engine's own writes (built-in draws, checkpoint copies,
+    padding rows), which run after every step that runs user code.
+
+    They are not copied first: on validated tensors they can fail only by running out of
+    memory (where a copy would fail first) or by a bug, and a copy of everything they
+    write would cost a third of an init. A failure says so, and what may have changed.
+    """
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+
+    def __enter__(self) -> EngineStep:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: Any) -> bool:
+        if error is None or not isinstance(error, Exception):
+            return False
+        raise not_restored(self.plan, error, "the engine's own writes are not copied first; "
+                           "please report this error") from error

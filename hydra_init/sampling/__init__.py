@@ -47,6 +47,7 @@ Example:
 """
 
 from .draws import (
+    BUILTIN_DRAWS,
     DiracDraw,
     Draw,
     EyeDraw,
@@ -63,6 +64,7 @@ from .tiles import Job, fill_range_, job_tasks, range_tasks
 from .whole import fill_, materialize
 
 __all__ = [
+    "BUILTIN_DRAWS",
     "FULL_STATE_SEEDING",
     "SMALL",
     "TILE",

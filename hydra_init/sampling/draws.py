@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .tiles import Job
 
 __all__ = [
+    "BUILTIN_DRAWS",
     "DiracDraw",
     "Draw",
     "EyeDraw",
@@ -300,3 +301,9 @@ class EyeDraw(Draw):
         self, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         return torch.nn.init.eye_(torch.empty(shape, dtype=dtype, device=device))
+
+
+BUILTIN_DRAWS: frozenset[type[Draw]] = frozenset(
+    {FillDraw, NormalDraw, UniformDraw, TruncNormalDraw, OrthogonalDraw, DiracDraw, EyeDraw})
+"""The draws defined here: code the engine trusts not to fail on a validated tensor. Other
+(custom) draws run before them, under the execution guard (:mod:`hydra_init.engine.restore`)."""
