@@ -32,7 +32,7 @@ from .keys import (
     stream,
 )
 
-__all__ = ["FULL_STATE_SEEDING", "CpuSeeder", "HashSource", "TorchSource", "generator"]
+__all__ = ["FULL_STATE_SEEDING", "CpuSeeder", "HashSource", "TorchSource", "generator", "tile_states"]
 
 # ----------------------------------------------------------------------------- generators
 # torch's CPU generator (mt19937) keeps only the low 32 bits of manual_seed(), so
@@ -82,6 +82,33 @@ class CpuSeeder:
         self.fill(seed)
         gen.set_state(self.tensor)
 
+    def load(self, gen: torch.Generator, words: np.ndarray) -> None:
+        """Set ``gen`` to a state computed by :func:`tile_states` (one row of it)."""
+        self.record["state"] = words
+        gen.set_state(self.tensor)
+
+
+def tile_states(seeds: list[int]) -> np.ndarray:
+    """The mt19937 states :meth:`CpuSeeder.fill` derives from each seed, in one vectorized pass.
+
+    One row of 624 words per seed: a tensor's tiles are seeded together instead of paying
+    a dozen small numpy calls per tile (a tenth of a uniform tile's time).
+
+    >>> seeder = CpuSeeder(); seeder.fill(7)
+    >>> bool((tile_states([7])[0] == seeder.record["state"]).all())
+    True
+    """
+    w = np.asarray(seeds, dtype=np.uint64).reshape(-1, 1) + _STATE_STEPS
+    w ^= w >> NP_30
+    w *= NP_M1
+    w ^= w >> NP_27
+    w *= NP_M2
+    w ^= w >> NP_31
+    out = np.empty((len(w), 624), dtype=np.uint64)
+    np.bitwise_and(w, NP_LOW32, out=out[:, 0::2])
+    np.right_shift(w, NP_32, out=out[:, 1::2])
+    return out
+
 
 def _full_state_seeding_works() -> bool:
     try:
@@ -102,8 +129,11 @@ FULL_STATE_SEEDING = _full_state_seeding_works()
 _local = threading.local()
 
 
-def generator(device: torch.device, seed: int) -> torch.Generator:
-    """This thread's generator for ``device``, reset to the stream of ``seed``."""
+def generator(device: torch.device, seed: int, state: np.ndarray | None = None) -> torch.Generator:
+    """This thread's generator for ``device``, reset to the stream of ``seed``.
+
+    ``state``: the seed's row of :func:`tile_states`, when computed beforehand (CPU).
+    """
     cache = getattr(_local, "generators", None)
     if cache is None:
         cache = _local.generators = {}
@@ -114,7 +144,10 @@ def generator(device: torch.device, seed: int) -> torch.Generator:
         seeder = getattr(_local, "seeder", None)
         if seeder is None:
             seeder = _local.seeder = CpuSeeder()
-        seeder.seed(gen, seed)
+        if state is None:
+            seeder.seed(gen, seed)
+        else:
+            seeder.load(gen, state)
     else:
         gen.manual_seed(seed)
     return gen

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .draws import Draw
-from .generators import HashSource, generator
+from .generators import FULL_STATE_SEEDING, HashSource, generator, tile_states
 from .keys import SMALL, tile_seed, tile_size
 from .pool import run_parallel
 
@@ -25,9 +25,9 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _draw_tile_(buf: torch.Tensor, draw: Draw, seed: int) -> None:
-    """Fill ``buf`` (one whole tile) from the generator of ``seed``."""
-    draw.fill_tile(buf, generator(buf.device, seed))
+def _draw_tile_(buf: torch.Tensor, draw: Draw, seed: int, state: np.ndarray | None = None) -> None:
+    """Fill ``buf`` (one whole tile) from the generator of ``seed`` (``state``: its precomputed state)."""
+    draw.fill_tile(buf, generator(buf.device, seed, state))
 
 
 # ----------------------------------------------------------------------------- jobs and tasks
@@ -56,17 +56,19 @@ def _tile_tasks(job: Job) -> list[Task]:
     tile = tile_size(out.device)
     direct = out.dtype == _compute_dtype(out.dtype)
     tasks: list[Task] = []
-    for index in range(start // tile, -(-stop // tile)):
+    indices = range(start // tile, -(-stop // tile))
+    seeds = [tile_seed(key, index) for index in indices]
+    states = tile_states(seeds) if out.device.type == "cpu" and FULL_STATE_SEEDING else [None] * len(seeds)
+    for index, seed, state in zip(indices, seeds, states, strict=True):
         lo, hi = index * tile, min((index + 1) * tile, numel)
-        seed = tile_seed(key, index)
         if direct and start <= lo and hi <= stop:
             view = out[lo - start : hi - start]
-            tasks.append(lambda view=view, seed=seed: _draw_tile_(view, draw, seed))
+            tasks.append(lambda view=view, seed=seed, state=state: _draw_tile_(view, draw, seed, state))
             continue
 
-        def partial(lo: int = lo, hi: int = hi, seed: int = seed) -> None:
+        def partial(lo: int = lo, hi: int = hi, seed: int = seed, state=state) -> None:
             buf = torch.empty(hi - lo, dtype=_compute_dtype(out.dtype), device=out.device)
-            _draw_tile_(buf, draw, seed)
+            _draw_tile_(buf, draw, seed, state)
             a, b = max(lo, start), min(hi, stop)
             out[a - start : b - start].copy_(buf[a - lo : b - lo])
 
