@@ -1,11 +1,14 @@
 """Execute a plan: write each parameter once, by its winning rule.
 
-Order: module resets (``Default`` rules, seeded per module path), then every
-drawn tensor in one parallel batch (tiles of large tensors, one vectorized batch
-for all small ones, one grouped fill for constants), then checkpoint copies,
-then the padding rows of ``nn.Embedding``/``nn.EmbeddingBag`` weights
-(``Plan.padding``). DTensor parameters (FSDP2, tensor parallel) go through
-:mod:`hydra_init.engine.sharding`: each rank writes only its shard.
+Order: first the steps that run user code, under the restore guard
+(:mod:`hydra_init.engine.restore`): module resets (``Default`` rules, seeded per
+module path), writes through parametrizations, custom draws. Then the engine's own
+writes: every built-in draw in one parallel batch (tiles of large tensors, one
+vectorized batch for all small ones, one grouped fill for constants), checkpoint
+copies, and the padding rows of ``nn.Embedding``/``nn.EmbeddingBag`` weights
+(``Plan.padding``). Running custom draws before built-in ones changes no value: each
+tensor is written by one rule. DTensor parameters (FSDP2, tensor parallel) go
+through :mod:`hydra_init.engine.sharding`: each rank writes only its shard.
 """
 
 from __future__ import annotations
@@ -109,8 +112,10 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
 
 
 def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
-    task = lambda: param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))  # noqa: E731
-    task.draw = entry.draw  # type: ignore[attr-defined]
+    def task() -> None:
+        param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
+
+    task.draw = entry.draw  # type: ignore[attr-defined] - custom draws run first (execute)
     return task
 
 
