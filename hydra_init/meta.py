@@ -58,7 +58,7 @@ from .engine.parse import parse_config
 from .engine.plan import RESET_LABEL, build_plan, has_no_storage, without_gc
 from .engine.report import InitReport
 from .engine.rules import Rule
-from .engine.sharding import is_dtensor
+from .engine.sharding import is_dtensor, local_tensor
 from .replay import REPLAY_LABEL, Recorder, Replay, Replayed
 from .sampling import derive_key
 
@@ -133,10 +133,6 @@ class _MetaBuildMode(TorchFunctionMode):
                                                               or func.__name__ == "__setitem__"):
                 self._taint(args[0])  # written in place
         return result
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.to_local() if is_dtensor(tensor) else tensor
 
 
 def _named_tensors(model: nn.Module, kind: str) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
@@ -235,12 +231,12 @@ def allocate(model: nn.Module, device: torch.device | str) -> nn.Module:
             where.append((module, kind, name))
             sharded = sharded or is_dtensor(tensor)
             if len(where) == 1 and not has_no_storage(tensor):
-                kept.append((module, kind, name, _local(tensor).detach()))
+                kept.append((module, kind, name, local_tensor(tensor).detach()))
     if sharded:  # FSDP2 expects to_empty; then restore the values it dropped
         model.to_empty(device=device)
         with torch.no_grad():
             for module, kind, name, values in kept:
-                _local(getattr(module, kind)[name]).copy_(values)
+                local_tensor(getattr(module, kind)[name]).copy_(values)
     else:
         for where in places.values():  # lazy parameters stay lazy, on the target device
             module, kind, name = where[0]

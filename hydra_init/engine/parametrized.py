@@ -46,6 +46,7 @@ from torch.nn.utils import parametrize
 from ..errors import InitConfigError
 from ..sampling import Draw, derive_key
 from .select import ModelIndex, join
+from .sharding import local_tensor
 
 __all__ = [
     "ComputedRef",
@@ -179,16 +180,12 @@ def find_computed(index: ModelIndex) -> list[ComputedRef]:
             known = all(o in index.params for o in originals)
             if effective is None or name in module._parameters or not known:
                 continue  # shape unknown, or an original tied elsewhere: left to rules on the originals
-            inference = any(_local(index.params[o].param).is_inference() for o in originals)
+            inference = any(local_tensor(index.params[o].param).is_inference() for o in originals)
             ref = ComputedRef(join(path, name), path, name, module, originals, kind,
                               _standin(effective.shape, effective.dtype, inference))
             index._direct.setdefault(path, []).append(ref)  # selected like a parameter of the module
             found.append(ref)
     return found
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
 # ----------------------------------------------------------------------------- planning

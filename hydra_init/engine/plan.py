@@ -38,7 +38,7 @@ from .select import (
     is_known_class,
     torch_class_names,
 )
-from .sharding import is_dtensor
+from .sharding import local_tensor
 from .sizes import Size, bind_sizes, needed_sizes, read_sizes, recognized_families
 
 __all__ = ["RESET_LABEL", "Plan", "PlanEntry", "build_plan", "has_no_storage"]
@@ -532,7 +532,7 @@ def _tied_warnings(claims: dict[str, dict[str, str]], best: dict[str, tuple],
 
 def _check_writable(rule: Rule, ref: ParamRef, param: torch.Tensor) -> None:
     """Refuse, while planning, tensors an in-place write would fail on half-way through the model."""
-    local = param if type(param) is nn.Parameter else param.to_local() if is_dtensor(param) else param
+    local = local_tensor(param)
     if not local.is_inference() and local.is_contiguous() and not local.dtype.is_complex:
         return  # the common case, in three cheap calls
     if local.is_inference():
@@ -647,4 +647,4 @@ def _module_resets(entries: dict[str, PlanEntry]) -> list[tuple[str, nn.Module, 
 
 def has_no_storage(param: torch.Tensor) -> bool:
     """A ``meta`` tensor (or DTensor with a meta local shard): built without values."""
-    return (param.to_local() if is_dtensor(param) else param).is_meta
+    return local_tensor(param).is_meta

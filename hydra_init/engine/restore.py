@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import InitExecutionError
 from ..sampling import BUILTIN_DRAWS
-from .sharding import is_dtensor
+from .sharding import local_tensor
 
 __all__ = ["RESTORE_LIMIT", "EngineStep", "Restorer", "is_custom", "not_restored"]
 
@@ -144,7 +144,7 @@ the model was restored to its state before the call
             if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
-            local = tensor if type(tensor) is nn.Parameter or not is_dtensor(tensor) else tensor.to_local()
+            local = local_tensor(tensor)
             if local.is_meta:
                 continue
             total += local.nbytes

@@ -47,6 +47,7 @@ __all__ = [
     "agree_on_seed",
     "is_dtensor",
     "local_block",
+    "local_tensor",
     "reset_sharded",
     "sharded_work",
     "zero_row",
@@ -66,6 +67,19 @@ def is_dtensor(tensor: object) -> bool:
     """
     module = sys.modules.get("torch.distributed.tensor._api")
     return module is not None and isinstance(tensor, module.DTensor)
+
+
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor, or the tensor itself (a plain ``Parameter`` costs one test).
+
+    >>> import torch
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> local_tensor(p) is p
+    True
+    """
+    if type(tensor) is nn.Parameter or not is_dtensor(tensor):
+        return tensor
+    return tensor.to_local()
 
 
 def _dtensor(param: torch.Tensor):
