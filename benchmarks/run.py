@@ -14,7 +14,8 @@ Prints Markdown:
 3. per-parameter overhead: a dry run (``hydra_init.plan``) of a meta-device
    model with 240,000 parameter tensors and four rules, and the cost curve over
    parameters x rules;
-4. tensor-parallel shards: per-rank CPU time against world size (gloo);
+4. tensor-parallel shards: per-rank CPU time against world size (gloo), and what block
+   tiles cost a single process;
 5. meta-device build of a 570M-parameter model against eager build + apply;
 6. on a CUDA machine, fill throughput as a fraction of memory bandwidth;
 7. the targets, each with its measured figure.
@@ -330,21 +331,49 @@ def shard_table(size: str, results: Results) -> list[str]:
     run = subprocess.run([sys.executable, str(HERE / "shard_probe.py"), size], capture_output=True,
                          text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    base = {r["layout"]: r["seconds"] for r in lines if r["world"] == 1}
+    base = {(r["tiles"], r["layout"]): r["seconds"] for r in lines if r["world"] == 1}
     values = lines[0]["values"] if lines else 0
     rows = [
         f"{values / 1e6:.1f}M truncated-normal values (Linear weights) as DTensors on gloo; per-rank CPU "
-        "time of `hydra_init.apply` (the largest over ranks, best of 2; one torch thread per rank).",
+        "time of `hydra_init.apply` (the largest over ranks, best of 2; one torch thread per rank), with "
+        "flat tiles (the default) and block tiles (`init.tiles: blocks`). The 2-D mesh is compared with "
+        "world size 1 of `Shard(0)`.",
         "",
-        "| placement | world size | shard share | per-rank CPU time | vs world size 1 |",
-        "|---|---:|---:|---:|---:|",
+        "| tiles | placement | world size | shard share | per-rank CPU time | vs world size 1 |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for r in lines:
-        ref = base.get(r["layout"], base.get("Shard(0)"))
+        ref = base.get((r["tiles"], r["layout"]), base.get((r["tiles"], "Shard(0)")))
         ratio = f"{r['seconds'] / ref:.2f}x" if ref else "-"
         if r["world"] == 4:
-            results[f"shard/{r['layout']}/4"] = r["seconds"] / ref if ref else float("nan")
-        rows.append(f"| {r['layout']} | {r['world']} | {r['share']:.2f} | {_ms(r['seconds'])} | {ratio} |")
+            results[f"shard/{r['tiles']}/{r['layout']}/4"] = r["seconds"] / ref if ref else float("nan")
+        rows.append(f"| {r['tiles']} | {r['layout']} | {r['world']} | {r['share']:.2f} | {_ms(r['seconds'])} "
+                    f"| {ratio} |")
+    return rows
+
+
+# ----------------------------------------------------------------------------- tile layouts
+LAYOUT_SHAPES = {"full": [(50257, 768), (3072, 768), (4096, 4096)], "quick": [(512, 768)]}
+
+
+def tiles_table(size: str, reps: int) -> list[str]:
+    """Single-process cost of block tiles against flat tiles: one tensor, the same draw."""
+    from hydra_init.sampling import derive_key, fill_
+
+    draws = {"normal": sampling.NormalDraw(0.0, 0.02), "trunc normal ±2 std": sampling.TruncNormalDraw(
+        0.0, 0.02, -0.04, 0.04)}
+    rows = [f"One tensor filled by `hydra_init.sampling.fill_` in one process, {THREADS} threads, best of "
+            f"{reps} interleaved warm runs: block tiles (`init.tiles: blocks`) against the default "
+            "flat tiles.",
+            "", "| shape | draw | flat | blocks | blocks / flat |", "|---|---|---:|---:|---:|"]
+    for shape in LAYOUT_SHAPES[size]:
+        out = torch.empty(shape)
+        key = derive_key(0, "w", shape)
+        for name, draw in draws.items():
+            best = best_of({"flat": lambda d=draw, o=out, k=key: fill_(o, d, k),
+                            "blocks": lambda d=draw, o=out, k=key: fill_(o, d, k, blocks=True)}, reps)
+            rows.append(f"| {shape[0]} x {shape[1]} | {name} | {_ms(best['flat'])} | {_ms(best['blocks'])} "
+                        f"| {best['blocks'] / best['flat']:.2f}x |")
     return rows
 
 
@@ -435,7 +464,10 @@ TARGETS = [
     ("small/loop", "10,000 small parameters, speedup vs plain loop", 1.0, "min"),
     ("small/mmengine", "10,000 small parameters, speedup vs mmengine", 2.0, "min"),
     ("dry_run/s", "dry run, 240,000 tensors and four rules (s)", 1.2, "max"),
-    ("shard/Shard(1)/4", "Shard(1) at world size 4, per-rank time / world size 1", 0.25 * 1.2, "max"),
+    ("shard/blocks/Shard(1)/4", "Shard(1) at world size 4, block tiles, per-rank time / world size 1",
+     0.25 * 1.2, "max"),
+    ("shard/blocks/2-D (2x2)/4", "2-D mesh (2x2), block tiles, per-rank time / world size 1",
+     0.25 * 1.2, "max"),
     ("meta/time", "meta-device build, time / eager", 0.6, "max"),
     ("meta/peak", "meta-device build, peak / parameter bytes", 1.15, "max"),
 ]
@@ -469,7 +501,7 @@ def header(args: argparse.Namespace) -> list[str]:
     ]
 
 
-SECTIONS = ("models", "draws", "profile", "overhead", "shards", "meta", "gpu")
+SECTIONS = ("models", "draws", "profile", "overhead", "shards", "tiles", "meta", "gpu")
 
 
 DOCS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
@@ -515,6 +547,8 @@ def main(argv: list[str] | None = None) -> None:
                                 overhead_table(size, min(args.reps, 3), results, args.curve_max))
     if "shards" not in args.skip:
         sections["shards"] = ("Tensor-parallel shards", shard_table(size, results))
+    if "tiles" not in args.skip:
+        sections["tiles"] = ("Tile layouts in one process", tiles_table(size, args.reps))
     if "meta" not in args.skip:
         sections["meta"] = ("Meta-device build", meta_table(size, 1 if args.quick else 2, results))
     if "gpu" not in args.skip:

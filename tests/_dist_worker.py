@@ -1,16 +1,21 @@
 """Runs sharded inits on a gloo process group on 127.0.0.1 (used by test_sharding.py).
 
-``python tests/_dist_worker.py OUT_DIR 1 2 3`` initializes, for each world size,
+``python tests/_dist_worker.py OUT_DIR 1 2 3 4 2x2`` initializes, for each world size,
 (a) the FSDP2 example with both recipes, (b) a model whose parameters are DTensors
 with Shard(0) (uneven), Shard(1) and Replicate placements, (c) the same without a
-seed, each rank having seeded torch differently. Rank 0 saves the gathered full
-tensors to ``OUT_DIR/ws{N}.pt``. Ranks are forked from this fresh process (cheap:
-torch is imported once) and nothing ran before the fork.
+seed, each rank having seeded torch differently, (d) with ``tiles: blocks``, large
+weights sharded by columns (tensor parallel) and by rows. ``2x2`` is a 2-D mesh
+(FSDP x TP: ``[Shard(0), Shard(1)]``) and runs (d) only, as does world size 4.
+Rank 0 saves the gathered full tensors to ``OUT_DIR/ws{N}.pt``. Ranks are forked from
+this fresh process (cheap: torch is imported once) and nothing ran before the fork.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -51,13 +56,14 @@ class Placed(nn.Module):
         self.orth = nn.Linear(6, 6, bias=False)  # Orthogonal: whole-tensor QR
         self.norm = nn.LayerNorm(10)  # Default: reset_parameters on full-size copies
         self.tiny = nn.Linear(2, 1)  # one row: most ranks hold nothing
+        self.wide = nn.Linear(700, 600)  # 420k values: 2 x 3 block tiles, cut mid-tile by shards
 
 
 PLACEMENTS = {
     "big.weight": Shard(0), "big.bias": Shard(0), "small.weight": Shard(0), "small.bias": Shard(0),
     "cols.weight": Shard(1), "cols.bias": Replicate(), "rep.weight": Replicate(), "rep.bias": Replicate(),
     "emb.weight": Shard(0), "orth.weight": Shard(0), "norm.weight": Shard(0), "norm.bias": Shard(0),
-    "tiny.weight": Shard(0), "tiny.bias": Shard(0),
+    "tiny.weight": Shard(0), "tiny.bias": Shard(0), "wide.weight": Shard(1), "wide.bias": Shard(0),
 }
 
 RULES = {
@@ -69,8 +75,17 @@ RULES = {
     "orth": {"type": "Orthogonal", "name": "orth", "gain": 2.0},
     "norm": {"type": "Default", "name": "norm"},
     "tiny": {"type": "Uniform", "name": "tiny", "a": -1, "b": 1},
+    "wide": {"type": "Normal", "name": "wide", "std": 0.02, "bias": 0.5},
 }
 CFG = {"seed": 7, "rules": RULES}
+
+# Block tiles: every elementwise draw on a row or column block draws only its tiles.
+BLOCKS_CFG = {"seed": 11, "tiles": "blocks", "rules": RULES}
+BLOCKS_PLACEMENTS = {**PLACEMENTS, "big.weight": Shard(1), "wide.weight": Shard(1), "small.weight": Shard(1),
+                     "emb.weight": Shard(1)}
+MESH_PLACEMENTS = {
+    path: [Shard(0), Shard(1) if path.endswith("weight") and path != "norm.weight" else Replicate()]
+    for path in PLACEMENTS}
 
 # Custom initializers bringing their own draws (tests/custom_draws.py), on shards.
 CUSTOM_PLACEMENTS = {"big.weight": Shard(0), "cols.weight": Shard(1), "orth.weight": Shard(0)}
@@ -80,54 +95,83 @@ CUSTOM_CFG = {"seed": 3, "rules": {
 }}
 
 
-def placed_model(world_size: int, placements: dict | None = None) -> Placed:
+def placed_model(mesh_shape: tuple[int, ...], placements: dict | None = None) -> Placed:
     """A Placed model whose parameters are DTensors (values left uninitialized)."""
-    mesh = init_device_mesh("cpu", (world_size,))
+    mesh = init_device_mesh("cpu", mesh_shape)
     model = Placed()
     for path, placement in (placements or PLACEMENTS).items():
         owner, name = path.rsplit(".", 1)
         module = model.get_submodule(owner)
         full = torch.full(getattr(module, name).shape, float("nan"))
-        local = distribute_tensor(full, mesh, [placement], src_data_rank=None)
+        local = distribute_tensor(full, mesh, placement if isinstance(placement, list) else [placement],
+                                  src_data_rank=None)
         setattr(module, name, nn.Parameter(local))
     return model
 
 
-def rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
+@contextlib.contextmanager
+def _warnings():
+    """The hydra_init logger's warnings while the block runs."""
+    records: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("hydra_init")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+def rank_main(rank: int, layout: str, port: int, out_dir: str) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)  # several ranks share two cores
+    mesh_shape = tuple(int(n) for n in layout.split("x"))
+    world_size = math.prod(mesh_shape)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         example = load_example()
         results: dict[str, object] = {}
+        model = placed_model(mesh_shape, MESH_PLACEMENTS if len(mesh_shape) == 2 else BLOCKS_PLACEMENTS)
+        hydra_init.apply(model, BLOCKS_CFG, log=False)
+        results["blocks"] = example.full_state(model)
+        if layout in BLOCKS_ONLY:
+            if rank == 0:
+                torch.save(results, Path(out_dir) / f"ws{layout}.pt")
+            return
         for recipe in ("meta", "plain"):
             model, _ = example.init_sharded(recipe, world_size)
             results[f"example_{recipe}"] = example.full_state(model)
-        model = placed_model(world_size)
-        hydra_init.apply(model, CFG, log=False)
+        model = placed_model(mesh_shape)
+        with _warnings() as hints:
+            hydra_init.apply(model, CFG, log=False)
+        results["hints"] = hints
         results["placed"] = example.full_state(model)
-        model = placed_model(world_size, CUSTOM_PLACEMENTS)
+        model = placed_model(mesh_shape, CUSTOM_PLACEMENTS)
         hydra_init.apply(model, CUSTOM_CFG, log=False)
         results["custom"] = example.full_state(model)
         torch.manual_seed(100 + rank)  # ranks disagree; the engine must agree on one seed
-        model = placed_model(world_size)
+        model = placed_model(mesh_shape)
         report = hydra_init.apply(model, {"rules": RULES}, log=False)
         seeds = [None] * world_size
         dist.all_gather_object(seeds, report.seed)
         results["unseeded"] = example.full_state(model)
         results["unseeded_seeds"] = seeds
         if rank == 0:
-            torch.save(results, Path(out_dir) / f"ws{world_size}.pt")
+            torch.save(results, Path(out_dir) / f"ws{layout}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def main(out_dir: str, sizes: list[int]) -> None:
-    for world_size in sizes:
+BLOCKS_ONLY = ("4", "2x2")  # the block-tile model only: the rest is covered by world sizes 1-3
+
+
+def main(out_dir: str, layouts: list[str]) -> None:
+    for layout in layouts:
         port = load_example().free_port()
-        mp.start_processes(rank_main, args=(world_size, port, out_dir), nprocs=world_size,
-                           start_method="fork")
+        ranks = math.prod(int(n) for n in layout.split("x"))
+        mp.start_processes(rank_main, args=(layout, port, out_dir), nprocs=ranks, start_method="fork")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], [int(n) for n in sys.argv[2:]])
+    main(sys.argv[1], sys.argv[2:])

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 TITLES = ("### Models", "### Samplers", "### Where the truncated-normal time goes",
-          "### Per-parameter overhead", "### Tensor-parallel shards", "### Meta-device build", "### GPU")
+          "### Per-parameter overhead", "### Tensor-parallel shards", "### Tile layouts in one process",
+          "### Meta-device build", "### GPU")
 
 
 def test_benchmark_quick_mode_runs_and_prints_every_table():
@@ -33,7 +34,7 @@ def test_benchmark_quick_mode_runs_and_prints_every_table():
     for case in cases:
         assert f"| {case}" in out
     assert "timm-style loop" in out and "`nn.init.trunc_normal_` loop" in out
-    assert re.search(r"\| Shard\(1\) \| 2 \| 0\.50 \|", out)  # the shard probe ran on gloo
+    assert re.search(r"\| blocks \| Shard\(1\) \| 2 \| 0\.50 \|", out)  # the shard probe ran on gloo
     assert "Command: `python benchmarks/run.py --quick`" in out
 
 

@@ -62,10 +62,10 @@ def test_elementwise_custom_draw_is_addressable_by_range():
     draw = custom_draws.LaplaceDraw(1.0)
     numel = 3 * sampling.TILE + 17
     full = torch.empty(numel)
-    sampling.fill_range_(full, draw, key=11, numel=numel)
+    sampling.fill_region_(full, draw, 11, full.shape)
     part = torch.empty(sampling.TILE)  # straddles a tile boundary, as a shard does
     start = sampling.TILE // 2
-    sampling.fill_range_(part, draw, key=11, numel=numel, start=start)
+    sampling.fill_region_(part, draw, 11, full.shape, sampling.Region(start, 0, sampling.TILE, 1))
     assert torch.equal(part, full[start : start + sampling.TILE])
 
 

@@ -83,8 +83,10 @@ def rules(draw) -> dict:
 
 
 configs = st.builds(
-    lambda seed, rs: {"seed": seed, "rules": {f"r{i}": r for i, r in enumerate(rs)}},
-    st.integers(0, 2**31), st.lists(rules(), min_size=1, max_size=3),
+    lambda seed, tiles, rs: {"seed": seed, **({"tiles": tiles} if tiles else {}),
+                             "rules": {f"r{i}": r for i, r in enumerate(rs)}},
+    st.integers(0, 2**31), st.sampled_from([None, "flat", "blocks", "rows"]),  # "rows": not a layout
+    st.lists(rules(), min_size=1, max_size=3),
 )
 
 

@@ -39,7 +39,7 @@ def _small(draw: S.Draw, n: int = N_LARGE, size: int = 1000) -> np.ndarray:
     """Counter-based draws: many small tensors (different keys) pooled together."""
     assert size <= S.SMALL
     outs = [torch.empty(size) for _ in range(n // size)]
-    jobs = [S.Job(o, draw, S.derive_key(5, f"p{i}", o.shape), size) for i, o in enumerate(outs)]
+    jobs = [S.Job(o, draw, S.derive_key(5, f"p{i}", o.shape), o.shape) for i, o in enumerate(outs)]
     S.run_parallel(S.job_tasks(jobs))
     return torch.cat(outs).double().numpy()
 
@@ -115,18 +115,18 @@ def test_counter_based_normals_are_uncorrelated():
     assert abs(np.corrcoef(values[:half], values[half:])[0, 1]) < bound
 
 
+ADDRESSABLE_DRAWS = [
+    S.NormalDraw(0.0, 1.0), S.UniformDraw(-1.0, 1.0), S.TruncNormalDraw(0.0, 1.0, -2.0, 2.0),
+    S.TruncNormalDraw(0.0, 1.0, 0.5, INF), S.TruncNormalDraw(0.0, 1.0, 7.0, INF), S.FillDraw(3.5)]
+
+
 @pytest.mark.parametrize("numel", [1, 7, S.SMALL, S.SMALL + 1, 3 * S.TILE + 123])
-@pytest.mark.parametrize(
-    "draw",
-    [S.NormalDraw(0.0, 1.0), S.UniformDraw(-1.0, 1.0), S.TruncNormalDraw(0.0, 1.0, -2.0, 2.0),
-     S.TruncNormalDraw(0.0, 1.0, 0.5, INF), S.TruncNormalDraw(0.0, 1.0, 7.0, INF), S.FillDraw(3.5)],
-    ids=repr,
-)
-def test_any_range_matches_the_full_draw(numel, draw):
-    """A shard [start, stop) drawn alone equals the same slice of the full tensor, bit for bit."""
+@pytest.mark.parametrize("draw", ADDRESSABLE_DRAWS, ids=repr)
+def test_any_range_of_a_vector_matches_the_full_draw(numel, draw):
+    """A range [start, stop) of a 1-D tensor drawn alone equals the same slice of the full draw."""
     key = S.derive_key(3, "x", (numel,))
     full = torch.empty(numel)
-    S.fill_range_(full, draw, key, numel)
+    S.fill_region_(full, draw, key, full.shape)
     rng = np.random.default_rng(numel)
     cuts = {0, numel, numel // 2, max(0, numel - 1)} | set(rng.integers(0, numel + 1, 6).tolist())
     if numel > S.TILE:
@@ -134,8 +134,53 @@ def test_any_range_matches_the_full_draw(numel, draw):
     cuts = sorted(cuts)
     for start, stop in itertools.pairwise(cuts):
         part = torch.empty(stop - start)
-        S.fill_range_(part, draw, key, numel, start)
+        S.fill_region_(part, draw, key, full.shape, S.Region(start, 0, stop - start, 1))
         assert torch.equal(part, full[start:stop]), (start, stop)
+
+
+# 2-D grids: tiles of whole rows, of TILE_WIDTH columns, short tiles with wide rows, N-D weights
+GRID_SHAPES = [(60, 50), (768, 768), (300, 1000), (5, 70_000), (64, 3, 3, 50), (1, 197, 768)]
+
+
+@pytest.mark.parametrize("shape", GRID_SHAPES, ids=str)
+@pytest.mark.parametrize("draw", ADDRESSABLE_DRAWS, ids=repr)
+def test_any_rectangle_matches_the_full_draw(shape, draw):
+    """With block tiles, row blocks, column blocks and both (the shards of FSDP, tensor parallel
+    and 2-D meshes) drawn alone equal the same block of the full draw, bit for bit, at tile
+    edges and between."""
+    key = S.derive_key(3, "w", shape)
+    full = torch.empty(shape)
+    S.fill_region_(full, draw, key, full.shape, blocks=True)
+    grid = S.tile_grid(shape, torch.device("cpu"), blocks=True)
+    view = full.view(grid.rows, grid.cols)
+    rng = np.random.default_rng(len(shape))
+
+    def cuts(size: int, tile: int) -> list[int]:
+        edges = {0, size, size // 2, tile - 1, tile, tile + 1} | set(rng.integers(0, size + 1, 3).tolist())
+        return sorted(c for c in edges if 0 <= c <= size)
+
+    for top, bottom in itertools.pairwise(cuts(grid.rows, grid.tile_rows)):
+        for left, right in itertools.pairwise(cuts(grid.cols, grid.tile_cols)):
+            part = torch.empty(bottom - top, right - left)
+            S.fill_region_(part, draw, key, full.shape, S.Region(top, left, bottom - top, right - left),
+                           blocks=True)
+            assert torch.equal(part, view[top:bottom, left:right]), (top, bottom, left, right)
+
+
+def test_tile_grid_puts_whole_tiles_in_aligned_shards():
+    """Block tiles are TILE_WIDTH columns wide (or whole rows) and hold at most TILE values;
+    flat tiles are the flattened tensor's runs of TILE (the value format before blocks)."""
+    cpu = torch.device("cpu")
+    for shape in [*GRID_SHAPES, (4096, 11008), (50257, 768), (100_000,), (40_000, 3)]:
+        grid = S.tile_grid(shape, cpu, blocks=True)
+        assert grid.rows * grid.cols == math.prod(shape)
+        assert grid.tile_rows * grid.tile_cols <= S.TILE
+        assert grid.tile_cols == grid.cols or grid.tile_cols % S.TILE_WIDTH == 0
+        assert S.tile_grid(shape, cpu) == (math.prod(shape), 1, S.TILE, 1)
+    assert S.tile_grid((2048, 2048), cpu, blocks=True)[2:] == (512, 256)  # 4-way column shards: 2 tiles wide
+    cuda = torch.device("cuda")
+    assert S.tile_grid((2048, 2048), cuda) == (2048 * 2048, 1, S.TILE_ACCELERATOR, 1)
+    assert S.tile_grid((4096, 4096), cuda, blocks=True) == (4096, 4096, 4096, 256)
 
 
 def test_values_do_not_depend_on_the_thread_count():
@@ -147,7 +192,7 @@ def test_values_do_not_depend_on_the_thread_count():
         for n_threads in (1, 2, 3):
             torch.set_num_threads(n_threads)
             outs = [torch.empty(n) for d in draws for n in sizes]
-            jobs = [S.Job(o, d, S.derive_key(1, f"{i}", o.shape), o.numel())
+            jobs = [S.Job(o, d, S.derive_key(1, f"{i}", o.shape), o.shape)
                     for i, (o, d) in enumerate(zip(outs, [d for d in draws for _ in sizes], strict=True))]
             S.run_parallel(S.job_tasks(jobs))
             results.append(outs)
@@ -229,7 +274,7 @@ def test_constants_fill_float_integer_and_bool_tensors():
     outs = [torch.empty(3), torch.empty(2, dtype=torch.float64), torch.empty(4, dtype=torch.long),
             torch.empty(2, dtype=torch.bool)]
     values = [1.5, -2.0, 7.0, 1.0]
-    jobs = [S.Job(o, S.FillDraw(v), 0, o.numel()) for o, v in zip(outs, values, strict=True)]
+    jobs = [S.Job(o, S.FillDraw(v), 0, o.shape) for o, v in zip(outs, values, strict=True)]
     S.run_parallel(S.job_tasks(jobs))
     for out, value in zip(outs, values, strict=True):
         assert bool((out == torch.tensor(value).to(out.dtype)).all())

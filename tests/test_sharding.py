@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import hydra_init
-from hydra_init.engine.sharding import _flat_range
+from hydra_init import sampling
+from hydra_init.engine.sharding import _flat_range, grid_region
 from hydra_init.meta import build_and_init
 
 HERE = Path(__file__).resolve().parent
@@ -24,15 +25,16 @@ sys.path.insert(0, str(HERE))
 import _dist_worker as worker  # noqa: E402
 
 WORLD_SIZES = (1, 2, 3)
+BLOCK_LAYOUTS = (*WORLD_SIZES, 4, "2x2")  # "2x2": a 2-D mesh, [Shard(0), Shard(1)]
 
 
 @pytest.fixture(scope="module")
-def gathered(tmp_path_factory) -> dict[int, dict]:
+def gathered(tmp_path_factory) -> dict[int | str, dict]:
     out = tmp_path_factory.mktemp("dist")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(HERE / "_dist_worker.py"), str(out), *map(str, WORLD_SIZES)],
+    subprocess.run([sys.executable, str(HERE / "_dist_worker.py"), str(out), *map(str, BLOCK_LAYOUTS)],
                    check=True, timeout=600, env=env)
-    return {ws: torch.load(out / f"ws{ws}.pt") for ws in WORLD_SIZES}
+    return {layout: torch.load(out / f"ws{layout}.pt") for layout in BLOCK_LAYOUTS}
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -70,6 +72,49 @@ def test_custom_draws_on_shards_match_single_process(gathered, world_size):
     got = gathered[world_size]["custom"]
     for path in worker.CUSTOM_PLACEMENTS:
         assert torch.equal(single.get_parameter(path), got[path]), path
+
+
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
+def test_column_shards_of_flat_tiles_suggest_block_tiles(gathered, world_size):
+    """Flat tiles: a Shard(1) weight is drawn whole on every rank, and the log says how to avoid it
+    (on one rank the shard is the whole tensor: nothing to say)."""
+    hints = gathered[world_size]["hints"]
+    if world_size == 1:
+        assert hints == []
+        return
+    (hint,) = hints
+    assert "cols.weight" in hint and "wide.weight" in hint and "init.tiles=blocks" in hint
+
+
+@pytest.mark.parametrize(
+    ("offset", "local", "world"),
+    [((0, 512), (2048, 512), 4),  # Shard(1), rank 1 of 4 (tensor parallel)
+     ((1024, 0), (512, 2048), 4),  # Shard(0), rank 2 of 4 (FSDP)
+     ((1024, 1024), (1024, 1024), 4),  # a 2x2 mesh, [Shard(0), Shard(1)]
+     ((0, 1024), (2048, 1024), 2)],
+)
+def test_with_block_tiles_a_shard_draws_only_its_own_tiles(offset, local, world):
+    """Per-rank work is the shard's share: its region needs 1/world of the tensor's tiles."""
+    shape, draw = (2048, 2048), sampling.NormalDraw(0.0, 1.0)
+    region = grid_region(shape, offset, local, torch.device("cpu"), blocks=True)
+    mine = sampling.region_tasks(torch.empty(local), draw, 1, shape, region, blocks=True)
+    everything = sampling.region_tasks(torch.empty(shape), draw, 1, shape, blocks=True)
+    assert len(mine) * world == len(everything)
+
+
+def test_with_flat_tiles_only_row_ranges_are_regions():
+    cpu = torch.device("cpu")
+    rows = grid_region((2048, 2048), (1024, 0), (512, 2048), cpu, blocks=False)
+    assert rows == (1024 * 2048, 0, 512 * 2048, 1)
+    assert grid_region((2048, 2048), (0, 512), (2048, 512), cpu, blocks=False) is None
+
+
+@pytest.mark.parametrize("layout", BLOCK_LAYOUTS, ids=str)
+def test_block_tiles_on_row_column_and_2d_shards_match_single_process(gathered, layout):
+    """``tiles: blocks``: Shard(1) and a 2x2 mesh (FSDP x TP) give the single-process tensors."""
+    single = worker.Placed()
+    hydra_init.apply(single, worker.BLOCKS_CFG, log=False)
+    _assert_identical(_state(single), gathered[layout]["blocks"])
 
 
 @pytest.mark.parametrize("world_size", WORLD_SIZES)

@@ -13,6 +13,8 @@ through :mod:`hydra_init.engine.sharding`: each rank writes only its shard.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -20,7 +22,6 @@ from ..errors import InitConfigError
 from ..initializers import Default
 from ..sampling import (
     BUILTIN_DRAWS,
-    SMALL,
     FillDraw,
     Job,
     Task,
@@ -33,6 +34,8 @@ from .parametrized import through_parametrizations, write_computed
 from .plan import Plan, PlanEntry, without_gc
 from .restore import EngineStep, Restorer
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
+
+logger = logging.getLogger("hydra_init")
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
 
@@ -84,6 +87,8 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
     tasks: list[Task] = []
     values = 0
     Parameter = nn.Parameter
+    blocks = plan.blocks
+    whole_on_every_rank: list[str] = []
     for entry in plan.entries.values():
         if entry.source != "rule" or entry.draw is None:  # None: written through a parametrization
             continue
@@ -97,23 +102,36 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
         fill = type(draw) is FillDraw
         key = 0 if fill else derive_key(seed, ref.path, param.shape)
         if type(param) is not Parameter and is_dtensor(param):
-            more_jobs, more_tasks = sharded_work(param, draw, key)
+            more_jobs, more_tasks = sharded_work(param, draw, key, blocks)
+            if more_tasks and draw.elementwise and not blocks:
+                whole_on_every_rank.append(ref.path)
             jobs.extend(more_jobs)
             for task in more_tasks:
                 task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
                 tasks.append(task)
         elif fill:
-            jobs.append(Job(param, draw, key, numel))  # any shape will do
-        elif draw.elementwise and param.is_contiguous():  # small ones keep their shape (a view costs µs)
-            jobs.append(Job(param if numel <= SMALL else param.view(-1), draw, key, numel))
+            jobs.append(Job(param, draw, key, param.shape))  # any shape will do
+        elif draw.elementwise and param.is_contiguous():
+            jobs.append(Job(param, draw, key, param.shape, None, blocks))
         else:
-            tasks.append(_copy_task(param, entry, key))
+            tasks.append(_copy_task(param, entry, key, blocks))
+    if whole_on_every_rank:
+        _suggest_blocks(whole_on_every_rank)
     return jobs, tasks, values
 
 
-def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int) -> Task:
+def _suggest_blocks(paths: list[str]) -> None:
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    logger.warning(
+        "%d sharded parameters (%s) are not one range of their tensor (Shard(1), a 2-D mesh): every "
+        "rank drew them whole and kept its part. Set init.tiles=blocks to draw only each rank's "
+        "own rows and columns (its values differ from the flat tiles'; docs/distributed.md).",
+        len(paths), shown)
+
+
+def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int, blocks: bool) -> Task:
     def task() -> None:
-        param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device))
+        param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device, blocks))
 
     task.draw = entry.draw  # type: ignore[attr-defined] - custom draws run first (execute)
     return task
@@ -189,7 +207,7 @@ def execute(plan: Plan) -> int:
             for path, module, rule in plan.resets:
                 reset_module(module, derive_key(seed, path, ()), rule.init)
             if plan.computed:
-                write_computed(plan.computed, seed)
+                write_computed(plan.computed, seed, plan.blocks)
             jobs, whole, values = _work(plan, seed)
             if plan.custom_draws:
                 jobs, whole = _run_custom(jobs, whole)

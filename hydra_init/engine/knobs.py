@@ -46,7 +46,7 @@ __all__ = [
     "referenced_knobs",
 ]
 
-FIXED_KEYS = ("seed", "enabled", "rules", "module_init_cfg", "sizes", "families")
+FIXED_KEYS = ("seed", "tiles", "enabled", "rules", "module_init_cfg", "sizes", "families")
 """Top-level keys of an init node that are options, not knobs."""
 
 KNOBS_USED_FIELD = "_knobs_used_"

@@ -387,7 +387,7 @@ def _restart_power_iteration(plist: nn.Module) -> None:
     first._power_method(first._reshape_weight_to_matrix(plist.original), steps)
 
 
-def write_computed(writes: list[ComputedWrite], seed: int) -> None:
+def write_computed(writes: list[ComputedWrite], seed: int, blocks: bool = False) -> None:
     """Draw each effective tensor (the key of an unparametrized ``<module>.<name>``) and assign it."""
     from ..sampling.whole import fill_
 
@@ -398,7 +398,7 @@ def write_computed(writes: list[ComputedWrite], seed: int) -> None:
         shape = ref.standin.shape
         value = torch.empty(shape, dtype=ref.standin.dtype, device=device)
         key = derive_key(seed, ref.path, shape)
-        fill_(value, write.draw, key)
+        fill_(value, write.draw, key, blocks)
         module = ref.module
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.padding_idx is not None \
                 and ref.local_name == "weight":

@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import InitConfigError, did_you_mean
 from ..initializers import REGISTRY, Action, Pretrained
+from ..sampling import Tiles
 from .expressions import evaluate, names_in
 from .knobs import FIXED_KEYS, check_knobs, knobs_used_by
 from .rules import SELECTOR_FIELDS, Rule, as_tuple
@@ -45,6 +46,7 @@ class ParsedConfig:
     Attributes:
         rules: the rules in precedence order (``order`` set).
         seed: the seed of the draws (``None``: drawn from torch's global generator).
+        tiles: how large tensors are cut into tiles (:class:`~hydra_init.sampling.Tiles`).
         module_init_cfg: whether modules' own ``init_cfg`` attributes take part.
         warnings: non-fatal findings of parsing (an mmengine dict that selects nothing).
         key: the config path used in error messages (``init``, ``model.init``).
@@ -53,6 +55,7 @@ class ParsedConfig:
 
     rules: tuple[Rule, ...] = ()
     seed: int | None = None
+    tiles: Tiles = Tiles.flat
     module_init_cfg: bool = True
     warnings: tuple[str, ...] = ()
     key: str = "init"
@@ -68,6 +71,7 @@ class ParsedConfig:
         """
         return {
             "seed": self.seed,
+            "tiles": self.tiles.value,
             "module_init_cfg": self.module_init_cfg,
             **dict(self.knobs),
             "rules": {rule.label: rule.to_dict() for rule in self.rules},
@@ -517,11 +521,12 @@ def _parse_named(plain: Mapping[str, Any], key: str) -> ParsedConfig:
         elif raw is not None:
             raise InitConfigError(rkey, f"expected a rule mapping, got {raw!r}")
     seed = _coerce(plain.get("seed"), int | None, f"{key}.seed")
+    tiles = _coerce(plain.get("tiles", Tiles.flat), Tiles, f"{key}.tiles")
     use_module_cfg = _coerce(plain.get("module_init_cfg", True), bool, f"{key}.module_init_cfg")
     if not _coerce(plain.get("enabled", True), bool, f"{key}.enabled"):  # the off switch: checked, not run
-        return ParsedConfig(seed=seed, module_init_cfg=False, key=key)
-    return ParsedConfig(rules=_ordered(rules), seed=seed, module_init_cfg=use_module_cfg, key=key,
-                        recipe=recipe)
+        return ParsedConfig(seed=seed, tiles=tiles, module_init_cfg=False, key=key)
+    return ParsedConfig(rules=_ordered(rules), seed=seed, tiles=tiles, module_init_cfg=use_module_cfg,
+                        key=key, recipe=recipe)
 
 
 def _given_rule(rule: Rule, key: str, label: str) -> Rule:

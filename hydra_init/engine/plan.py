@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
-from ..sampling import BUILTIN_DRAWS, Draw, FillDraw
+from ..sampling import BUILTIN_DRAWS, Draw, FillDraw, Tiles
 from .overlaps import check_overlaps
 from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
@@ -82,6 +82,8 @@ class Plan:
     entries: dict[str, PlanEntry]
     rules: list[Rule]
     seed: int | None
+    blocks: bool = False
+    """The tile layout of large tensors: ``init.tiles: blocks`` (:class:`~hydra_init.sampling.Tiles`)."""
     matched: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # expected findings (rules with nothing to match here)
@@ -383,7 +385,8 @@ def build_plan(
 
     best: dict[str, tuple[tuple, Rule, str, dict[str, Captures]]] = {}
     claims: dict[str, dict[str, str]] = {}  # tied tensors: rule label -> what it would write there
-    plan = Plan(entries={}, rules=rules, seed=parsed.seed, warnings=warnings, aliases=index.aliases,
+    plan = Plan(entries={}, rules=rules, seed=parsed.seed, blocks=parsed.tiles is Tiles.blocks,
+                warnings=warnings, aliases=index.aliases,
                 sizes=sizes, families=families)
     loaded: dict[str, Any] = {}
     selected_by: dict[str, list[str]] = {}

@@ -149,6 +149,8 @@ class InitReport:
             and won.
         warnings: non-fatal findings a user should act on.
         seed: the seed used (``None`` for a dry run without a seed).
+        tiles: the tile layout of large tensors (``flat`` or ``blocks``: ``init.tiles``),
+            which with the seed decides the values.
         applied: ``False`` for a dry run.
         checkpoints: one dict per Pretrained rule: file, format, loaded, missing, unexpected...
         not_loaded: parameter path -> why a Pretrained rule targeting it did not load it.
@@ -163,6 +165,7 @@ class InitReport:
         written_by = written_by or {}
         columns = _Columns(plan, written_by)
         self.seed = seed
+        self.tiles = "blocks" if plan.blocks else "flat"
         self.applied = applied
         self.rules: dict[str, dict[str, Any]] = {
             r.label: {
@@ -269,6 +272,7 @@ class InitReport:
         return {
             "applied": self.applied,
             "seed": self.seed,
+            "tiles": self.tiles,
             "totals": self.totals,
             "rules": self.rules,
             "warnings": self.warnings,
@@ -306,6 +310,7 @@ class InitReport:
             f"hydra_init {'init report' if self.applied else 'plan (dry run)'}: "
             f"{t['params']} parameters, {t['values']:,} values"
             + (f", seed {self.seed}" if self.seed is not None else "")
+            + (", block tiles" if self.tiles == "blocks" else "")
         )
 
     def _totals(self) -> str:

@@ -7,15 +7,16 @@ parameter's key and the element's position in the *global* flattened tensor
 (see :mod:`hydra_init.sampling`):
 
 * elementwise draws (normal, uniform, truncated normal, constants and everything
-  built on them) whose local shard is one contiguous range of the global tensor
-  (``Shard(0)`` and ``Replicate`` placements on any mesh, i.e. FSDP2 and HSDP)
-  draw just that range: no rank generates another rank's values (only the partial
-  tiles at a shard's two ends are drawn in full);
+  built on them) whose local shard is a region of the tile grid draw just the
+  tiles it overlaps (those cut by its edges in full, no others): with flat tiles a
+  shard that is one range of the global tensor (``Shard(0)`` and ``Replicate`` on any
+  mesh, i.e. FSDP2 and HSDP), with block tiles (``init.tiles: blocks``) any
+  rectangle of the ``(dim 0, rest)`` view (also ``Shard(1)`` and 2-D meshes);
 * everything else computes the whole tensor deterministically on every rank and
   keeps the rank's slice: ``Orthogonal`` (a QR decomposition), ``Dirac``, ``Eye``,
-  elementwise draws on blocks that are not one range (``Shard(1)``, 2-D tensor
-  parallel, ``_StridedShard``), and ``Default`` (the module's
-  ``reset_parameters()`` runs on full-size plain copies of its parameters);
+  elementwise draws on other blocks (column shards of flat tiles, ``_StridedShard``),
+  and ``Default`` (the module's ``reset_parameters()`` runs on full-size plain
+  copies of its parameters);
 * ``nn.Embedding`` padding rows are zeroed on the rank that holds them.
 
 No collective is needed except one broadcast of the seed when the config has
@@ -41,10 +42,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..sampling import Draw, Job, materialize
+from ..sampling import Draw, Job, Region, materialize, tile_grid
 
 __all__ = [
     "agree_on_seed",
+    "grid_region",
     "is_dtensor",
     "local_block",
     "local_tensor",
@@ -118,37 +120,64 @@ def _flat_range(global_shape: Sequence[int], offset: Sequence[int], shape: Seque
     return start
 
 
+def grid_region(global_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int],
+                device: torch.device, blocks: bool = True) -> Region | None:
+    """The rectangle of the tile grid's view that a block of the global tensor is, else ``None``.
+
+    With ``blocks`` (``init.tiles: blocks``) the view is ``(dim 0, the other dims
+    flattened)``: a block is a rectangle when it is a range of dim 0 and its part of
+    the other dims is one flat range (``Shard(0)``, ``Shard(1)``, both on a 2-D mesh,
+    ``Replicate``). With flat tiles only a block that is one flat range is.
+
+    >>> cpu = torch.device("cpu")
+    >>> grid_region((8, 6), (4, 2), (4, 3), cpu)   # rows 4..7, columns 2..4
+    Region(row=4, col=2, rows=4, cols=3)
+    >>> grid_region((8, 6, 5), (0, 0, 1), (8, 6, 2), cpu) is None   # a slice of the last dim
+    True
+    """
+    grid = tile_grid(global_shape, device, blocks)
+    numel = math.prod(shape)
+    if grid.cols == 1 or len(global_shape) < 2:  # flat view: one range or nothing
+        start = _flat_range(global_shape, offset, shape)
+        return None if start is None else Region(start, 0, numel, 1)
+    col = _flat_range(global_shape[1:], offset[1:], shape[1:])
+    if col is None:
+        return None
+    return Region(offset[0], col, shape[0], numel // shape[0] if shape[0] else 0)
+
+
 def _block_slices(offset: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
 
 
-def sharded_work(param: torch.Tensor, draw: Draw, key: int) -> tuple[list[Job], list[Task]]:
-    """What this rank does for a DTensor parameter: range jobs, or a copy of its slice.
+def sharded_work(param: torch.Tensor, draw: Draw, key: int,
+                 blocks: bool = False) -> tuple[list[Job], list[Task]]:
+    """What this rank does for a DTensor parameter: a job for its region, or a copy of its slice.
 
-    Returns ``(jobs, tasks)``: jobs join the engine's parallel batch; tasks copy
-    a deterministically computed whole tensor's slice and may run at any time.
+    Returns ``(jobs, tasks)``: jobs join the engine's parallel batch (they draw only
+    the tiles the rank's block overlaps); tasks copy a deterministically computed
+    whole tensor's slice and may run at any time.
     """
     dt = _dtensor(param)
     global_shape = tuple(dt.shape)
-    numel = math.prod(global_shape)
     block = local_block(param)
     if block is not None:
         local, offset, shape = block
         if local.numel() == 0:
             return [], []
         if draw.constant:  # the same value everywhere: any block shape will do
-            return [Job(local, draw, 0, numel)], []
-        start = _flat_range(global_shape, offset, shape)
-        if draw.elementwise and start is not None and local.is_contiguous():
-            return [Job(local.view(-1), draw, key, numel, start)], []
-    return [], [lambda: _copy_slice(param, draw, key)]
+            return [Job(local, draw, 0, global_shape)], []
+        region = grid_region(global_shape, offset, shape, local.device, blocks)
+        if draw.elementwise and region is not None and local.is_contiguous():
+            return [Job(local, draw, key, global_shape, region, blocks)], []
+    return [], [lambda: _copy_slice(param, draw, key, blocks)]
 
 
-def _copy_slice(param: torch.Tensor, draw: Draw, key: int) -> None:
+def _copy_slice(param: torch.Tensor, draw: Draw, key: int, blocks: bool) -> None:
     """Compute the whole tensor (identically on every rank) and keep this rank's part."""
     dt = _dtensor(param)
     local = dt.to_local()
-    full = materialize(draw, dt.shape, key, dt.dtype, local.device)
+    full = materialize(draw, dt.shape, key, dt.dtype, local.device, blocks)
     block = local_block(param)
     if block is not None:
         local.copy_(full[_block_slices(block[1], block[2])])

@@ -18,7 +18,8 @@ composition time, as with the schema:
 
 while the composed ``init`` node holds only what the preset says (plus its
 ``_target_``, ``_knobs_used_`` (merged first, from ``/hydra_init/schema/head``, so it
-resolves before the rules) and ``enabled: true``, the off switch).
+resolves before the rules), ``enabled: true`` (the off switch) and ``tiles: flat`` (the
+tile layout, so that ``init.tiles=blocks`` needs no ``+``).
 
 >>> from omegaconf import OmegaConf
 >>> cfg = lean_config(OmegaConf.create({
@@ -32,6 +33,7 @@ defaults:
 _target_: hydra_init.Init
 _knobs_used_: ${hydra_init.knobs_used:}
 enabled: true
+tiles: flat
 std: 0.02
 rules:
   fc:
@@ -147,7 +149,7 @@ def lean_config(cfg: DictConfig, config_path: str) -> DictConfig:
     ``init/rules/head_zero``); files under ``init/rules/`` hold named rules,
     the others a whole init node. The padded schema entry (:data:`SCHEMA_ENTRY`)
     is dropped from the defaults list; a preset gets ``_target_: hydra_init.Init``
-    and ``enabled: true`` instead.
+    ``enabled: true`` and ``tiles: flat`` instead.
     """
     where = config_path.removesuffix(".yaml")
     plain = OmegaConf.to_container(cfg, resolve=False)
@@ -173,6 +175,7 @@ def lean_config(cfg: DictConfig, config_path: str) -> DictConfig:
     # before the rules, so that it resolves while they still hold their interpolations (engine/knobs.py)
     out[KNOBS_USED_FIELD] = plain.pop(KNOBS_USED_FIELD, InitConfig._knobs_used_)
     out["enabled"] = _node(bool, plain.pop("enabled", True))
+    out["tiles"] = _node(hints["tiles"], plain.pop("tiles", InitConfig.tiles.value))  # so: no + needed
     for name, value in plain.items():
         if name == "rules":
             out[name] = _rules(value, f"{where}.rules")

@@ -27,8 +27,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..engine.knobs import FIXED_KEYS
 from ..engine.rules import SELECTOR_FIELDS
 from ..initializers import REGISTRY, BoundUnit, Distribution, FanMode, Nonlinearity
+from ..sampling import Tiles
 
 __all__ = ["KNOBS", "RECIPE_SCHEMAS", "SELECTOR_FIELDS", "InitConfig", "RuleConfig", "initializer_fields"]
 
@@ -92,6 +94,7 @@ class InitConfig:
     # interpolations use survive Hydra's resolution into Init(**kwargs): hydra_init.engine.knobs.
     _knobs_used_: Any = "${hydra_init.knobs_used:}"
     seed: Optional[int] = None  # noqa: UP045
+    tiles: Tiles = Tiles.flat  # how large tensors are cut into tiles (value format): flat | blocks
     enabled: bool = True  # false: the off switch, the model stays exactly as constructed
     rules: dict[str, RuleConfig] = field(default_factory=dict)  # type: ignore[valid-type]
     module_init_cfg: bool = True
@@ -120,5 +123,5 @@ from .recipe_schemas import RECIPE_SCHEMAS  # noqa: E402  (the recipes' schemas 
 
 KNOBS: frozenset[str] = frozenset(
     f.name for schema in (InitConfig, *RECIPE_SCHEMAS.values()) for f in dataclasses.fields(schema)
-) - {"_target_", "seed", "rules", "module_init_cfg", "enabled", "sizes", "families", "_knobs_used_"}
+) - set(FIXED_KEYS) - {"_target_", "_knobs_used_"}
 """Preset-level knobs: values that rules interpolate (the core's and every recipe's)."""

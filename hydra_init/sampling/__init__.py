@@ -17,15 +17,17 @@ is sharded. Two generators produce them, chosen by the tensor's total size:
   ``(key, j)``, computed by a counter-based SplitMix64 hash (Box-Muller for
   normals, 53-bit uniforms). All small tensors of a plan are drawn in one
   vectorized batch, so ten thousand tiny parameters cost a few milliseconds.
-* **Large tensors**: the flattened tensor is cut into tiles of
-  :func:`tile_size` elements; tile ``i`` is drawn by its own ``torch.Generator``
-  whose *whole* state is derived from ``(key, i)`` (on CPU the mt19937 state is
-  filled from the 64-bit tile seed, because ``manual_seed`` keeps only 32 bits
-  and would make tile streams collide in big models). Tiles run on a thread pool,
-  one generator per thread.
+* **Large tensors**: cut into tiles by :func:`tile_grid` - runs of :data:`TILE`
+  consecutive values (``init.tiles: flat``, the default) or blocks of :data:`TILE_WIDTH`
+  columns of the ``(dim 0, rest)`` view (``init.tiles: blocks``, :class:`Tiles`); tile
+  ``i`` is drawn by its own ``torch.Generator`` whose *whole* state is derived from
+  ``(key, i)`` (on CPU the mt19937 state is filled from the 64-bit tile seed, because
+  ``manual_seed`` keeps only 32 bits and would make tile streams collide in big
+  models). Tiles run on a thread pool, one generator per thread.
 
-Either way any contiguous range of a tensor (a shard) can be drawn alone and
-matches the same range of a full draw bit for bit.
+Either way a region of a tensor (a shard: a range with flat tiles, a rectangle of the
+view with block tiles, any region of a small tensor) can be drawn alone
+(:class:`Job`, :class:`Region`) and matches the same region of a full draw bit for bit.
 
 Truncated normals (:mod:`hydra_init.sampling.truncnormal`) are exact (the distribution of
 ``torch.nn.init.trunc_normal_``: a normal conditioned on ``[a, b]``) and cost
@@ -58,9 +60,9 @@ from .draws import (
     UniformDraw,
 )
 from .generators import FULL_STATE_SEEDING
-from .keys import SMALL, TILE, TILE_ACCELERATOR, derive_key, tile_seed, tile_size
+from .keys import SMALL, TILE, TILE_ACCELERATOR, TILE_WIDTH, Grid, Tiles, derive_key, tile_grid, tile_seed
 from .pool import Task, run_parallel
-from .tiles import Job, fill_range_, job_tasks, range_tasks
+from .tiles import Job, Region, fill_region_, job_tasks, region_tasks
 from .whole import fill_, materialize
 
 __all__ = [
@@ -69,23 +71,27 @@ __all__ = [
     "SMALL",
     "TILE",
     "TILE_ACCELERATOR",
+    "TILE_WIDTH",
     "DiracDraw",
     "Draw",
     "EyeDraw",
     "FillDraw",
+    "Grid",
     "Job",
     "NormalDraw",
     "OrthogonalDraw",
+    "Region",
     "Task",
+    "Tiles",
     "TruncNormalDraw",
     "UniformDraw",
     "derive_key",
     "fill_",
-    "fill_range_",
+    "fill_region_",
     "job_tasks",
     "materialize",
-    "range_tasks",
+    "region_tasks",
     "run_parallel",
+    "tile_grid",
     "tile_seed",
-    "tile_size",
 ]

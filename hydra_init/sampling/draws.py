@@ -128,12 +128,11 @@ class Draw:
         Elementwise draws fill a flat tensor through the tiled path; whole-tensor
         draws override this.
         """
-        from .tiles import fill_range_
+        from .tiles import fill_region_
 
-        shape = torch.Size(shape)
-        out = torch.empty(shape.numel(), dtype=dtype, device=device)
-        fill_range_(out, self, key, shape.numel())
-        return out.view(shape)
+        out = torch.empty(tuple(shape), dtype=dtype, device=device)
+        fill_region_(out, self, key, out.shape)
+        return out
 
 
 @dataclass(frozen=True)
@@ -164,13 +163,16 @@ class FillDraw(Draw):
 def _hash_values(jobs: Sequence[Job]) -> np.ndarray:
     """The first counter-based proposal bits of every element of small jobs, concatenated."""
     from .keys import hash_bits, hash_salts
+    from .tiles import job_positions
 
     counts = np.array([j.out.numel() for j in jobs], dtype=np.int64)
-    starts = np.array([j.start for j in jobs], dtype=np.int64)
-    offsets = np.cumsum(counts) - counts
-    positions = np.arange(int(counts.sum()), dtype=np.int64)
-    positions += np.repeat(starts - offsets, counts)
-    return hash_bits(np.repeat(hash_salts([j.key for j in jobs]), counts), positions.astype(np.uint64))
+    if any(j.region is not None for j in jobs):  # shards of small tensors
+        positions = np.concatenate([job_positions(j) for j in jobs])
+    else:  # whole tensors: 0..n-1 each, without a Python loop
+        offsets = np.cumsum(counts) - counts
+        positions = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets, counts)
+        positions = positions.astype(np.uint64)
+    return hash_bits(np.repeat(hash_salts([j.key for j in jobs]), counts), positions)
 
 
 def _affine(values: np.ndarray, jobs: Sequence[Job], scale: list[float], shift: list[float]) -> np.ndarray:

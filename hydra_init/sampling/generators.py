@@ -174,22 +174,27 @@ class HashSource:
 
     Each call is one proposal round, so an element's value depends on its own
     sequence of proposals only, never on which other elements were drawn with it.
+    ``start``: the position of the buffer's first element in the whole tensor, or an
+    array of every element's position (a region that is not one range).
     """
 
     sequential = False
 
-    def __init__(self, key: int, start: int) -> None:
+    def __init__(self, key: int, start: int | np.ndarray = 0) -> None:
         self.base = mix64(key ^ DOMAIN_HASH)
         self.start = start
         self.calls = 0
 
-    def _bits(self, out: torch.Tensor, index: torch.Tensor | None) -> np.ndarray:
+    def _bits(self, out: torch.Tensor, index: np.ndarray | None) -> np.ndarray:
         salt = stream(self.base, self.calls)
         self.calls += 1
-        if index is None:
-            positions = np.arange(self.start, self.start + out.numel(), dtype=np.uint64)
+        start = self.start
+        if isinstance(start, np.ndarray):
+            positions = start.copy() if index is None else start[index]
+        elif index is None:
+            positions = np.arange(start, start + out.numel(), dtype=np.uint64)
         else:
-            positions = index.astype(np.uint64) + U(self.start)
+            positions = index.astype(np.uint64) + U(start)
         return hash_bits(np.full(positions.shape, salt, dtype=np.uint64), positions)
 
     def normal(self, out: torch.Tensor, index: torch.Tensor | None) -> None:

@@ -12,23 +12,30 @@ True
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-__all__ = ["SMALL", "TILE", "TILE_ACCELERATOR", "bits_to_normal", "bits_to_uniform", "derive_key",
-           "hash_bits", "hash_salts", "mix64", "stream", "tile_seed", "tile_size"]
+__all__ = ["SMALL", "TILE", "TILE_ACCELERATOR", "TILE_WIDTH", "Grid", "Tiles", "bits_to_normal",
+           "bits_to_uniform", "derive_key", "hash_bits", "hash_salts", "mix64", "stream", "tile_grid",
+           "tile_seed"]
 
 TILE = 1 << 17
-"""Elements per tile on CPU. Part of the value format of large CPU tensors."""
+"""Elements per tile on CPU (at most). Part of the value format of large CPU tensors."""
+
+TILE_WIDTH = 256
+"""Columns per tile on CPU, where a tensor's rows are longer (a multiple of it otherwise).
+Part of the value format: a column shard aligned to it draws only its own columns."""
 
 TILE_ACCELERATOR = 1 << 24
 """Elements per tile on other devices (CUDA...), where a kernel launch per small tile
-would dominate. Part of the value format there."""
+would dominate; tiles there are flat ranges. Part of the value format there."""
 
 SMALL = 1 << 12
 """Tensors with at most this many elements use the counter-based generator."""
@@ -96,9 +103,77 @@ def tile_seed(key: int, index: int) -> int:
     return stream(mix64(key ^ DOMAIN_TILE), index)
 
 
-def tile_size(device: torch.device | str) -> int:
-    """Elements per tile on this device type (:data:`TILE` on CPU)."""
-    return TILE if torch.device(device).type == "cpu" else TILE_ACCELERATOR
+class Tiles(str, enum.Enum):
+    """How large tensors are cut into tiles (``init.tiles``): part of the value format.
+
+    ``flat``: runs of :data:`TILE` consecutive values of the flattened tensor (the
+    fastest single-process init; a ``Shard(0)`` shard draws only its rows).
+    ``blocks``: 2-D blocks of the weight, :data:`TILE_WIDTH` columns wide, so a
+    column shard (tensor parallel ``Shard(1)``, 2-D meshes) draws only its own columns,
+    at the cost of one copy per tile in a single process. Values differ between the
+    two; within either, they do not depend on how the tensor is sharded.
+    """
+
+    flat = "flat"
+    blocks = "blocks"
+
+
+class Grid(NamedTuple):
+    """How a large tensor is cut into tiles: its 2-D view ``rows x cols``, and the tile shape.
+
+    Tile ``(i, j)`` holds rows ``[i * tile_rows, ...)`` and columns ``[j * tile_cols, ...)`` of
+    the view (the last ones cut short at the edges); its index is ``i * tile_columns + j``.
+    """
+
+    rows: int
+    cols: int
+    tile_rows: int
+    tile_cols: int
+
+    @property
+    def tile_columns(self) -> int:
+        """Tiles per row of tiles."""
+        return -(-self.cols // self.tile_cols)
+
+
+def tile_grid(shape: Sequence[int], device: torch.device, blocks: bool = False) -> Grid:
+    """The tile grid of a tensor of ``shape`` on ``device`` (part of the value format).
+
+    ``blocks=False`` (:attr:`Tiles.flat`): the view is ``(numel, 1)`` and tiles are runs
+    of :data:`TILE` values on CPU, :data:`TILE_ACCELERATOR` on other devices.
+    ``blocks=True`` (:attr:`Tiles.blocks`): on CPU the view is ``(shape[0], numel / shape[0])``
+    (``(numel, 1)`` for a 1-D tensor)
+    and tiles are blocks of it with at most :data:`TILE` values and :data:`TILE_WIDTH`
+    columns (the whole row when rows are shorter; a multiple of it when a weight has so
+    few rows that tiles would hold under a quarter of :data:`TILE`), so both a row shard
+    and a column shard of a weight cover whole tiles, except at their edges; on other
+    devices the same, with tiles of up to :data:`TILE_ACCELERATOR` values (at least 2^20).
+
+    >>> cpu = torch.device("cpu")
+    >>> tile_grid((768, 3072), cpu)
+    Grid(rows=2359296, cols=1, tile_rows=131072, tile_cols=1)
+    >>> tile_grid((768, 3072), cpu, blocks=True)
+    Grid(rows=768, cols=3072, tile_rows=512, tile_cols=256)
+    >>> tile_grid((100_000,), cpu, blocks=True)
+    Grid(rows=100000, cols=1, tile_rows=100000, tile_cols=1)
+    """
+    cpu = device.type == "cpu"
+    return _grid(tuple(shape), TILE if cpu else TILE_ACCELERATOR, TILE // 4 if cpu else 1 << 20, blocks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _grid(shape: tuple[int, ...], area: int, least: int, blocks: bool) -> Grid:
+    """Tiles of at most ``area`` values; block tiles of short rows widen to ``least`` values."""
+    numel = math.prod(shape)
+    if not blocks:
+        return Grid(numel, 1, area, 1)
+    rows = shape[0] if len(shape) >= 2 else numel
+    if not numel:
+        return Grid(rows, 0, 1, 1)
+    cols = numel // rows
+    tile_rows = min(rows, max(1, area // min(cols, TILE_WIDTH)))
+    widths = max(1, -(-least // (tile_rows * TILE_WIDTH)))  # a few rows: wider tiles, not tiny ones
+    return Grid(rows, cols, tile_rows, min(cols, TILE_WIDTH * widths))
 
 
 def hash_bits(salts: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -13,26 +13,32 @@ from collections.abc import Sequence
 import torch
 
 from .draws import Draw
-from .tiles import fill_range_
+from .tiles import fill_region_
 
 __all__ = ["fill_", "materialize"]
 
 
 def materialize(
-    draw: Draw, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device
+    draw: Draw, shape: Sequence[int], key: int, dtype: torch.dtype, device: torch.device,
+    blocks: bool = False,
 ) -> torch.Tensor:
     """The whole tensor of a draw, computed deterministically from ``key``.
 
-    The same bits on every process (every rank of a sharded model); see
-    :meth:`hydra_init.sampling.draws.Draw.materialize`.
+    The same bits on every process (every rank of a sharded model); elementwise
+    draws go through the tiles of ``blocks``' layout (:class:`~hydra_init.sampling.keys.Tiles`),
+    others through :meth:`hydra_init.sampling.draws.Draw.materialize`.
     """
+    if draw.elementwise:
+        out = torch.empty(tuple(shape), dtype=dtype, device=device)
+        fill_region_(out, draw, key, out.shape, blocks=blocks)
+        return out
     return draw.materialize(torch.Size(shape), key, dtype, device)
 
 
-def fill_(tensor: torch.Tensor, draw: Draw, key: int) -> None:
+def fill_(tensor: torch.Tensor, draw: Draw, key: int, blocks: bool = False) -> None:
     """Fill a plain tensor in place with its draw (tiled and parallel when possible)."""
     with torch.no_grad():
         if draw.elementwise and tensor.is_contiguous():
-            fill_range_(tensor.view(-1), draw, key, tensor.numel())
+            fill_region_(tensor, draw, key, tensor.shape, blocks=blocks)
         else:
-            tensor.copy_(materialize(draw, tensor.shape, key, tensor.dtype, tensor.device))
+            tensor.copy_(materialize(draw, tensor.shape, key, tensor.dtype, tensor.device, blocks))
