@@ -5,7 +5,8 @@ The value format (docs/performance.md) says a parameter's values depend only on
 reorganized into stages (issue 9); a change that moves any of them changes the
 values users get from a seed, which needs a format-version note in the changelog.
 Each case covers one generator path: the counter-based batch for small tensors,
-tiles for large ones, whole-tensor QR, seeded ``reset_parameters()``, the meta build.
+tiles for large ones (flat, the default, and ``init.tiles: blocks``), whole-tensor QR,
+seeded ``reset_parameters()``, the meta build.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ GOLDEN = {
     "default/0": "e64903fea5baec14",
     "default/1234": "015598ff087a862e",
     "meta/trunc/3": "61912562a06d4e30",
+    # init.tiles: blocks (added in 0.2; the small conv weight of "kaiming" is the same in both layouts)
+    "blocks/normal/0": "f666700e4f8f4d3e",
+    "blocks/trunc/0": "45acd2a4d5508eeb",
+    "blocks/uniform/0": "194c184001517b71",
+    "blocks/kaiming/0": "4dc3fee043d3d024",
 }
 
 
@@ -74,6 +80,16 @@ def test_seeded_values_are_pinned(case: str, seed: int) -> None:
     torch.manual_seed(99)
     hydra_init.apply(m, {"seed": seed, "rules": CASES[case]}, log=False)
     assert digest(m) == GOLDEN[f"{case}/{seed}"]
+
+
+@pytest.mark.parametrize("case", ["normal", "trunc", "uniform", "kaiming"])
+def test_block_tile_values_are_pinned(case: str) -> None:
+    m = model()
+    for p in m.parameters():
+        nn.init.zeros_(p)
+    hydra_init.apply(m, {"seed": 0, "tiles": "blocks", "rules": CASES[case]}, log=False)
+    assert digest(m) == GOLDEN[f"blocks/{case}/0"]
+    assert (digest(m) == GOLDEN[f"{case}/0"]) == (case == "kaiming")  # only large weights differ
 
 
 def test_meta_build_values_are_pinned() -> None:

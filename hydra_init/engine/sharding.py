@@ -95,16 +95,45 @@ def local_block(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tup
     tensor (``_StridedShard``, ``Partial``).
     """
     from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
     dt = _dtensor(param)
     if not all(type(p) in (Shard, Replicate) for p in dt.placements):
         return None
-    shape, offset = compute_local_shape_and_global_offset(dt.shape, dt.device_mesh, dt.placements)
+    block = _shard_block(dt, Shard)
+    if block is None:  # pragma: no cover - a rank outside the mesh: torch's own function decides
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+        block = compute_local_shape_and_global_offset(dt.shape, dt.device_mesh, dt.placements)
+    shape, offset = block
     local = dt.to_local()
     if tuple(local.shape) != tuple(shape):  # pragma: no cover - defensive: unexpected layout
         return None
     return local, tuple(offset), tuple(shape)
+
+
+def _shard_block(dt, shard_type: type) -> tuple[list[int], list[int]] | None:
+    """This rank's ``(local shape, global offset)`` under ``Shard``/``Replicate`` placements.
+
+    ``torch.chunk``'s split, as DTensor's: along each mesh dimension in order, a
+    sharded tensor dimension of current size ``n`` is cut into chunks of ``ceil(n / k)``,
+    the last ones short or empty. The arithmetic of torch's
+    ``compute_local_shape_and_global_offset`` without its per-call cost (milliseconds per
+    parameter, a tenth of a 4-way shard's init). ``None`` for a rank outside the mesh.
+    """
+    mesh = dt.device_mesh
+    coordinate = mesh.get_coordinate()
+    if coordinate is None:
+        return None
+    shape, offset = list(dt.shape), [0] * dt.ndim
+    for mesh_dim, placement in enumerate(dt.placements):
+        if type(placement) is shard_type:
+            dim = placement.dim % dt.ndim
+            size, chunks = shape[dim], mesh.size(mesh_dim)
+            chunk = -(-size // chunks)
+            start = min(size, coordinate[mesh_dim] * chunk)
+            shape[dim] = min(size, start + chunk) - start
+            offset[dim] += start
+    return shape, offset
 
 
 def _flat_range(global_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int]) -> int | None:
