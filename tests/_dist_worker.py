@@ -95,6 +95,39 @@ CUSTOM_CFG = {"seed": 3, "rules": {
 }}
 
 
+class MLP(nn.Module):
+    """A transformer MLP: the pair torch's tensor parallel splits by columns, then rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(300, 1100)  # ColwiseParallel: weight and bias Shard(0)
+        self.down = nn.Linear(1100, 300)  # RowwiseParallel: weight Shard(1), bias Replicate
+
+
+TP_CFG = {"seed": 5, "tiles": "blocks", "rules": {
+    "mlp": {"type": "TruncNormal", "layer": "Linear", "std": 0.02, "a": -2, "b": 2, "bound_unit": "std",
+            "bias": 0.01}}}
+
+
+def tensor_parallel_mlp(mesh) -> MLP:
+    """An MLP built on the meta device and split by torch's own ``parallelize_module``."""
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    with torch.device("meta"):
+        model = MLP()
+    parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
+    return model.to_empty(device="cpu")
+
+
+def drawn_whole(model: nn.Module) -> list[str]:
+    """Parameters this rank would draw whole with block tiles (instead of only its tiles)."""
+    from hydra_init.engine.sharding import sharded_work
+    from hydra_init.sampling import NormalDraw
+
+    return [name for name, p in model.named_parameters()
+            if sharded_work(p, NormalDraw(0.0, 1.0), 1, blocks=True)[1]]
+
+
 def placed_model(mesh_shape: tuple[int, ...], placements: dict | None = None) -> Placed:
     """A Placed model whose parameters are DTensors (values left uninitialized)."""
     mesh = init_device_mesh("cpu", mesh_shape)
@@ -135,6 +168,11 @@ def rank_main(rank: int, layout: str, port: int, out_dir: str) -> None:
         model = placed_model(mesh_shape, MESH_PLACEMENTS if len(mesh_shape) == 2 else BLOCKS_PLACEMENTS)
         hydra_init.apply(model, BLOCKS_CFG, log=False)
         results["blocks"] = example.full_state(model)
+        if len(mesh_shape) == 1:
+            model = tensor_parallel_mlp(init_device_mesh("cpu", mesh_shape))
+            hydra_init.apply(model, TP_CFG, log=False)
+            results["tp"] = example.full_state(model)
+            results["tp_drawn_whole"] = drawn_whole(model)
         if layout in BLOCKS_ONLY:
             if rank == 0:
                 torch.save(results, Path(out_dir) / f"ws{layout}.pt")

@@ -74,6 +74,17 @@ def test_custom_draws_on_shards_match_single_process(gathered, world_size):
         assert torch.equal(single.get_parameter(path), got[path]), path
 
 
+@pytest.mark.parametrize("world_size", (*WORLD_SIZES, 4))
+def test_torch_tensor_parallel_with_block_tiles_matches_single_process(gathered, world_size):
+    """``parallelize_module`` (ColwiseParallel, RowwiseParallel) on a meta-built MLP, then apply:
+    every rank draws only its own tiles (none of its parameters is drawn whole) and the
+    gathered tensors are the single-process ones."""
+    single = worker.MLP()
+    hydra_init.apply(single, worker.TP_CFG, log=False)
+    _assert_identical(_state(single), gathered[world_size]["tp"])
+    assert gathered[world_size]["tp_drawn_whole"] == []
+
+
 @pytest.mark.parametrize("world_size", WORLD_SIZES)
 def test_column_shards_of_flat_tiles_suggest_block_tiles(gathered, world_size):
     """Flat tiles: a Shard(1) weight is drawn whole on every rank, and the log says how to avoid it
