@@ -60,10 +60,10 @@ _NUMPY_COPY = frozenset({torch.float32, torch.float64})
 
 
 def _copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
-    """``dst.copy_(src)``; through numpy on CPU, where torch's copy would start an OpenMP team
-    inside the pool thread (the same bits: a copy, or the same IEEE rounding to the dtype)."""
-    if dst.device.type == "cpu" and dst.dtype in _NUMPY_COPY and src.dtype in _NUMPY_COPY:
-        np.copyto(dst.numpy(), src.numpy(), casting="unsafe")
+    """``dst.copy_(src)``; through numpy on CPU for float32/float64, where torch's copy would
+    start an OpenMP team inside the pool thread (a plain copy: the same bits)."""
+    if dst.device.type == "cpu" and dst.dtype is src.dtype and dst.dtype in _NUMPY_COPY:
+        np.copyto(dst.numpy(), src.numpy())
     else:
         dst.copy_(src)
 
@@ -215,7 +215,7 @@ def job_tasks(jobs: Iterable[Job]) -> list[Task]:
             continue
         if job.draw.constant:
             fills.append(job)
-        elif math.prod(job.shape) <= SMALL:
+        elif job.numel <= SMALL:
             small.append(job)
         else:
             tiles.extend(_tile_tasks(job))
