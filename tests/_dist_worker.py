@@ -109,14 +109,14 @@ TP_CFG = {"seed": 5, "tiles": "blocks", "rules": {
             "bias": 0.01}}}
 
 
-def tensor_parallel_mlp(mesh) -> MLP:
+def tensor_parallel_mlp(mesh, materialize: bool = True) -> MLP:
     """An MLP built on the meta device and split by torch's own ``parallelize_module``."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
     with torch.device("meta"):
         model = MLP()
     parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
-    return model.to_empty(device="cpu")
+    return model.to_empty(device="cpu") if materialize else model
 
 
 def drawn_whole(model: nn.Module) -> list[str]:
@@ -170,9 +170,17 @@ def rank_main(rank: int, layout: str, port: int, out_dir: str) -> None:
         results["blocks"] = example.full_state(model)
         if len(mesh_shape) == 1:
             model = tensor_parallel_mlp(init_device_mesh("cpu", mesh_shape))
-            hydra_init.apply(model, TP_CFG, log=False)
-            results["tp"] = example.full_state(model)
-            results["tp_drawn_whole"] = drawn_whole(model)
+        else:  # FSDP2 over tensor parallel: the MLP's up weight gets _StridedShard(0) + Shard(0)
+            from torch.distributed.fsdp import fully_shard
+
+            mesh = init_device_mesh("cpu", mesh_shape, mesh_dim_names=("dp", "tp"))
+            model = tensor_parallel_mlp(mesh["tp"], materialize=False)
+            fully_shard(model, mesh=mesh["dp"])
+            model.to_empty(device="cpu")
+        hydra_init.apply(model, TP_CFG, log=False)
+        results["tp"] = example.full_state(model)
+        results["tp_drawn_whole"] = drawn_whole(model)
+        results["tp_placements"] = {n: str(p.placements) for n, p in model.named_parameters()}
         if layout in BLOCKS_ONLY:
             if rank == 0:
                 torch.save(results, Path(out_dir) / f"ws{layout}.pt")

@@ -74,15 +74,17 @@ def test_custom_draws_on_shards_match_single_process(gathered, world_size):
         assert torch.equal(single.get_parameter(path), got[path]), path
 
 
-@pytest.mark.parametrize("world_size", (*WORLD_SIZES, 4))
-def test_torch_tensor_parallel_with_block_tiles_matches_single_process(gathered, world_size):
-    """``parallelize_module`` (ColwiseParallel, RowwiseParallel) on a meta-built MLP, then apply:
-    every rank draws only its own tiles (none of its parameters is drawn whole) and the
-    gathered tensors are the single-process ones."""
+@pytest.mark.parametrize("layout", (*WORLD_SIZES, 4, "2x2"), ids=str)
+def test_torch_tensor_parallel_with_block_tiles_matches_single_process(gathered, layout):
+    """``parallelize_module`` (ColwiseParallel, RowwiseParallel) on a meta-built MLP, and on the
+    2x2 mesh FSDP2's ``fully_shard`` over it, then apply: every rank draws only its own tiles
+    (none of its parameters is drawn whole) and the gathered tensors are the single-process ones."""
     single = worker.MLP()
     hydra_init.apply(single, worker.TP_CFG, log=False)
-    _assert_identical(_state(single), gathered[world_size]["tp"])
-    assert gathered[world_size]["tp_drawn_whole"] == []
+    _assert_identical(_state(single), gathered[layout]["tp"])
+    assert gathered[layout]["tp_drawn_whole"] == []
+    if layout == "2x2":  # FSDP2 over a TP row shard: a strided shard that is one block of rows
+        assert "_StridedShard" in gathered[layout]["tp_placements"]["up.weight"]
 
 
 @pytest.mark.parametrize("world_size", WORLD_SIZES)

@@ -14,7 +14,8 @@ parameter's key and the element's position in the *global* flattened tensor
   rectangle of the ``(dim 0, rest)`` view (also ``Shard(1)`` and 2-D meshes);
 * everything else computes the whole tensor deterministically on every rank and
   keeps the rank's slice: ``Orthogonal`` (a QR decomposition), ``Dirac``, ``Eye``,
-  elementwise draws on other blocks (column shards of flat tiles, ``_StridedShard``),
+  elementwise draws on other blocks (column shards of flat tiles, strided shards other
+  than FSDP2's over a tensor-parallel shard of the same dim),
   and ``Default`` (the module's ``reset_parameters()`` runs on full-size plain
   copies of its parameters);
 * ``nn.Embedding`` padding rows are zeroed on the rank that holds them.
@@ -91,20 +92,38 @@ def _dtensor(param: torch.Tensor):
 def local_block(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]] | None:
     """``(local tensor, global offset, local shape)`` when the shard is a rectangular block.
 
-    Returns ``None`` for placements whose shard is not one block of the global
-    tensor (``_StridedShard``, ``Partial``).
+    ``Shard`` and ``Replicate`` placements give one; so does FSDP2's ``_StridedShard(d,
+    split_factor=k)`` when a later mesh dimension of size ``k`` shards ``d`` too (FSDP over
+    a tensor-parallel ``Shard(d)``: the rank's rows are one sub-chunk of its TP chunk).
+    Returns ``None`` for other placements (``Partial``, other strided shards).
     """
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
     dt = _dtensor(param)
-    if not all(type(p) in (Shard, Replicate) for p in dt.placements):
-        return None
+    placements = dt.placements
+    for i, p in enumerate(placements):
+        if type(p) in (Shard, Replicate):
+            continue
+        if not _strided_over_a_later_shard(p, placements[i + 1:], dt.device_mesh.shape[i + 1:]):
+            return None
     shape, offset = compute_local_shape_and_global_offset(dt.shape, dt.device_mesh, dt.placements)
     local = dt.to_local()
     if tuple(local.shape) != tuple(shape):  # pragma: no cover - defensive: unexpected layout
         return None
     return local, tuple(offset), tuple(shape)
+
+
+def _strided_over_a_later_shard(placement, later, later_sizes) -> bool:
+    """Whether ``placement`` is FSDP2's ``_StridedShard`` over a later ``Shard`` of its dim
+    (``split_factor`` = that mesh dimension's size)."""
+    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor.placement_types import _StridedShard
+
+    if type(placement) is not _StridedShard:
+        return False
+    return any(type(q) is Shard and q.dim == placement.dim and size == placement.split_factor
+               for q, size in zip(later, later_sizes, strict=True))
 
 
 def _flat_range(global_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int]) -> int | None:
