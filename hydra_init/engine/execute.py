@@ -109,9 +109,7 @@ def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
             for task in more_tasks:
                 task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
                 tasks.append(task)
-        elif fill:
-            jobs.append(Job(param, draw, key, param.shape))  # any shape will do
-        elif draw.elementwise and param.is_contiguous():
+        elif fill or (draw.elementwise and param.is_contiguous()):  # a fill takes any layout
             jobs.append(Job(param, draw, key, param.shape, None, blocks))
         else:
             tasks.append(_copy_task(param, entry, key, blocks))

@@ -125,14 +125,12 @@ class Draw:
     ) -> torch.Tensor:
         """The whole tensor, computed deterministically from ``key`` (the same on every rank).
 
-        Elementwise draws fill a flat tensor through the tiled path; whole-tensor
-        draws override this.
+        Elementwise draws fill it through the tiled path (flat tiles,
+        :func:`hydra_init.sampling.whole.materialize`); whole-tensor draws override this.
         """
-        from .tiles import fill_region_
+        from .whole import materialize
 
-        out = torch.empty(tuple(shape), dtype=dtype, device=device)
-        fill_region_(out, self, key, out.shape)
-        return out
+        return materialize(self, shape, key, dtype, device)
 
 
 @dataclass(frozen=True)
