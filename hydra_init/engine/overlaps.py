@@ -24,7 +24,7 @@ init.rules.all: parameters 'big' (8,) and 'head' (4,) share memory
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -44,22 +44,25 @@ def _span(tensor: torch.Tensor) -> tuple[int, int]:
     return start, start + (last + 1) * size
 
 
-def check_overlaps(entries: Mapping[str, Any]) -> None:
+def check_overlaps(entries: Iterable[tuple[Any, torch.Tensor]]) -> None:
     """Raise :class:`InitConfigError` when a written parameter shares memory with another one.
 
-    ``entries`` maps parameter paths to plan entries (``source``, ``rule``, ``ref.param``).
+    ``entries`` pairs plan entries (``source``, ``rule``, ``path``) with their parameters.
+    Meta tensors (a meta build's whole model) have no memory and cost one test each.
     """
     first: dict[int, Any] = {}
     shared: dict[int, list[Any]] = {}
-    for entry in entries.values():
+    for entry, tensor in entries:
         try:
-            key = entry.ref.param.untyped_storage().data_ptr()
+            if tensor.is_meta:
+                continue
+            key = tensor.untyped_storage().data_ptr()
         except (RuntimeError, NotImplementedError, TypeError, ValueError):  # lazy or DTensor: no storage here
             continue
         other = first.setdefault(key, entry)
         if other is not entry:
             shared.setdefault(key, [other]).append(entry)
-    shared.pop(0, None)  # meta and empty tensors: no memory at all
+    shared.pop(0, None)  # empty tensors: no memory at all
     for group in shared.values():
         _check_group(group)
 

@@ -155,15 +155,13 @@ def _hooks(module: nn.Module) -> Iterator[tuple[str, str, tuple[str, ...]]]:
 def find_computed(index: ModelIndex) -> list[ComputedRef]:
     """Index every parametrized or hook-computed parameter of the model as a :class:`ComputedRef`.
 
-    One look per module (``parametrizations`` in its children, or forward pre-hooks).
-    The refs join their module's direct parameters, so rules select them by name
-    (default weight role, ``params: [weight]``); they are not in ``index.params``, so the
-    plan's entries come from :func:`add_computed_entries`.
+    Only the modules the index's walk noted (``parametrizations`` in their children, or
+    forward pre-hooks) are looked at. The refs join their module's direct parameters, so
+    rules select them by name (default weight role, ``params: [weight]``); they are not in
+    ``index.params``, so the plan's entries come from :func:`add_computed_entries`.
     """
     found: list[ComputedRef] = []
-    for path, module in index.modules:
-        if "parametrizations" not in module._modules and not module._forward_pre_hooks:
-            continue  # almost every module: one dict lookup
+    for path, module in index.computed_candidates:
         candidates: list[tuple[str, str, tuple[str, ...], torch.Tensor | None]] = []
         plists = module._modules.get("parametrizations")
         if plists is not None and parametrize.is_parametrized(module):

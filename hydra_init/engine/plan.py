@@ -50,6 +50,7 @@ RESET_LABEL = "reset_parameters (meta build)"
 
 WEIGHT, BIAS = "weight", "bias"
 _PADDED = (nn.Embedding, nn.EmbeddingBag)
+_Parameter = nn.Parameter
 
 
 @dataclass(slots=True)
@@ -113,7 +114,7 @@ def _owned_rules(index: ModelIndex, start: int, warnings: list[str]) -> list[Rul
     """Rules from modules' own ``init_cfg`` attributes, scoped to their subtrees."""
     rules: list[Rule] = []
     seen: set[int] = set()
-    for path, module in index.modules:
+    for path, module in index.init_cfg_candidates:
         cfg = _init_cfg_of(module)
         if cfg is None or id(module) in seen:
             continue
@@ -452,17 +453,16 @@ def build_plan(
     entries = plan.entries
     make = _EntryMaker({name: size.value for name, size in sizes.items()})
     lazy = nn.parameter.UninitializedTensorMixin  # not UninitializedParameter: its isinstance is slow
-    for path, ref in index.params.items():
-        param = ref.module._parameters[ref.local_name]
+    for ref, param in zip(index.params.values(), index.tensors, strict=True):
+        path = ref.path
         if skipped and path.startswith(skipped):
             entries[path] = PlanEntry(ref, "default", note=skip_note)
         elif isinstance(param, lazy):
             entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
-        elif path in loaded:
+        elif loaded and path in loaded:
             entries[path] = PlanEntry(ref, "pretrained", rule=loaded[path].rule, loaded=loaded[path])
-        elif path in best:
-            _, rule, role, captures = best[path]
-            entries[path] = make(ref, param, rule, role, captures)
+        elif (won := best.get(path)) is not None:
+            entries[path] = make(ref, param, won[1], won[2], won[3])
         elif path in replay and has_no_storage(param):
             entries[path] = PlanEntry(ref, "custom", rule=replay_rule, init=replay[path])
         elif fallback is not None and has_no_storage(param):
@@ -481,7 +481,8 @@ def build_plan(
     plan.resets = _module_resets(plan.entries)
     if computed:
         plan.computed = finish_computed(plan.entries, computed)
-    check_overlaps(plan.entries)  # a parameter that is a view of another: refused when written
+    # a parameter that is a view of another: refused when written
+    check_overlaps(zip(map(entries.__getitem__, index.params), index.tensors, strict=True))
     replayed = sum(e.rule is replay_rule for e in entries.values()) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)
@@ -533,11 +534,12 @@ def _tied_warnings(claims: dict[str, dict[str, str]], best: dict[str, tuple],
     return out
 
 
-def _check_writable(rule: Rule, ref: ParamRef, param: torch.Tensor) -> None:
-    """Refuse, while planning, tensors an in-place write would fail on half-way through the model."""
-    local = local_tensor(param)
-    if not local.is_inference() and local.is_contiguous() and not local.dtype.is_complex:
-        return  # the common case, in three cheap calls
+def _check_writable(rule: Rule, ref: ParamRef, local: torch.Tensor) -> None:
+    """Refuse, while planning, tensors an in-place write would fail on half-way through the model.
+
+    Called for the uncommon local tensors only: inference, non-contiguous or complex ones
+    (:class:`_EntryMaker` tests those three properties of every parameter).
+    """
     if local.is_inference():
         raise InitConfigError(
             f"{rule.key}", f"parameter {ref.path!r} is an inference tensor (created under "
@@ -581,13 +583,17 @@ class _EntryMaker:
     def __call__(self, ref: ParamRef, param: torch.Tensor, rule: Rule, role: str,
                  captures: Mapping[str, Captures]) -> PlanEntry:
         init = rule.init if not rule.expr else self._specialize(rule, ref.module_path, captures)
-        _check_writable(rule, ref, param)
+        local = param if type(param) is _Parameter else local_tensor(param)
+        dtype = local.dtype
+        if local.is_inference() or not local.is_contiguous() or dtype.is_complex:
+            _check_writable(rule, ref, local)
         if isinstance(init, Default):
             return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
+        shape = param.shape
         if not param.numel():  # nothing to write, as torch.nn.init does for an empty tensor
             return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(0.0),
                              note="empty tensor: nothing to write")
-        key = (id(init), role, param.shape, param.dtype)
+        key = (id(init), role, shape, dtype)
         known = self.draws.get(key)
         if known is None:
             if role == BIAS:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "WRAPPERS", "ModelIndex", "ParamRef", "canonical_modules", "check_glob", "glob_captures", "glob_match",
+    "WRAPPERS", "ModelIndex", "ParamRef", "check_glob", "glob_captures", "glob_match",
     "join", "torch_class_names",
 ]
 
@@ -196,6 +196,11 @@ def is_known_class(name: str, model_names: Iterable[str]) -> bool:
     return "." in name and _resolve_qualified(name) is not None
 
 
+@functools.cache
+def _class_has_init_cfg(cls: type) -> bool:
+    return getattr(cls, "init_cfg", None) is not None
+
+
 class ParamRef(NamedTuple):
     """One parameter of the model, reached through the module that holds it.
 
@@ -227,71 +232,79 @@ to matching, seeding and the report: a compiled or DDP-wrapped model gets the va
 of the bare model, and globs written for the bare model match."""
 
 
-def canonical_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``named_modules()`` with wrapper modules left out and their attribute cut from paths.
-
-    The order of ``named_modules(remove_duplicate=False)`` (pre-order; a module
-    registered twice appears under both paths), walked with an explicit stack rather
-    than its recursive generators.
-
-    >>> import torch.nn as nn
-    >>> [p for p, _ in canonical_modules(nn.DataParallel(nn.Sequential(nn.Linear(2, 2))))]
-    ['', '0']
-    """
-    out: list[tuple[str, nn.Module]] = []
-    stack: list[tuple[str, nn.Module]] = [("", model)]
-    pop, push, add = stack.pop, stack.append, out.append
-    while stack:
-        path, module = pop()
-        children = module._modules
-        inner = WRAPPERS.get(type(module).__name__)
-        if inner not in children:  # a wrapper's child stands in its place, under its path
-            add((path, module))
-        if children:
-            prefix = path + "." if path else ""
-            for name, child in reversed(children.items()):
-                if child is not None:
-                    push((path if name == inner else prefix + name, child))
-    return out
-
-
 class ModelIndex:
     """A single walk of the model, reused by every rule.
 
     Paths are canonical: wrapper prefixes (:data:`WRAPPERS`) are cut. A tensor
     registered under several names (tied weights) has one canonical path, its first
-    name; :attr:`aliases` lists the others.
+    name; :attr:`aliases` lists the others. The walk also notes the few modules that
+    need a second look (:attr:`computed_candidates`: parametrizations or forward
+    pre-hooks; :attr:`init_cfg_candidates`), so no later step walks every module again.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.modules: list[tuple[str, nn.Module]] = canonical_modules(model)
-        self.module_paths = [path for path, _ in self.modules]
-        types = {type(m) for _, m in self.modules}
-        self.class_names: frozenset[str] = frozenset().union(*(_mro_names(t) for t in types))
-        canonical: dict[int, str] = {}
-        self._direct: dict[str, list[ParamRef]] = {}
+        self.modules: list[tuple[str, nn.Module]] = []
         self.params: dict[str, ParamRef] = {}
+        self.tensors: list[torch.Tensor] = []
+        """The parameters of :attr:`params`, in the same order, as found by the walk."""
         self.aliases: dict[str, list[str]] = {}
-        params, direct = self.params, self._direct
-        for module_path, module in self.modules:
-            own = module._parameters
-            if not own:
-                continue
-            refs = []
-            prefix = module_path + "." if module_path else ""
-            for local, param in own.items():
-                if param is None:
-                    continue
-                full = prefix + local
-                path = canonical.setdefault(id(param), full)
-                ref = ParamRef(path, module_path, local, module)
-                refs.append(ref)
-                if path != full:
-                    self.aliases.setdefault(path, []).append(full)
-                else:
-                    params[path] = ref
-            direct[module_path] = refs
+        self.computed_candidates: list[tuple[str, nn.Module]] = []
+        self.init_cfg_candidates: list[tuple[str, nn.Module]] = []
+        """Modules with an ``init_cfg`` attribute of their own or of their class."""
+        self._direct: dict[str, list[ParamRef]] = {}
+        self._walk(model)
+        self.module_paths = [path for path, _ in self.modules]
+        self.class_names: frozenset[str] = frozenset().union(*(_mro_names(t) for t in self.by_class))
+
+    def _walk(self, model: nn.Module) -> None:
+        """Walk the modules, indexing each module's own parameters on the way.
+
+        The order of ``named_modules(remove_duplicate=False)`` (pre-order; a module
+        registered twice appears under both paths), walked with an explicit stack rather
+        than its recursive generators; wrapper modules are left out and their attribute
+        cut from paths.
+
+        >>> import torch.nn as nn
+        >>> ModelIndex(nn.DataParallel(nn.Sequential(nn.Linear(2, 2)))).module_paths
+        ['', '0']
+        """
+        canonical: dict[int, str] = {}
+        params, tensors, direct, aliases = self.params, self.tensors, self._direct, self.aliases
+        add, add_tensor = self.modules.append, tensors.append
+        computed, init_cfgs = self.computed_candidates.append, self.init_cfg_candidates.append
+        stack: list[tuple[str, nn.Module]] = [("", model)]
+        pop, push = stack.pop, stack.append
+        while stack:
+            path, module = pop()
+            children = module._modules
+            inner = WRAPPERS.get(type(module).__name__)
+            prefix = path + "." if path else ""
+            if inner not in children:  # a wrapper's child stands in its place, under its path
+                add((path, module))
+                own = module._parameters
+                if own:
+                    refs = direct[path] = []
+                    for local, param in own.items():
+                        if param is None:
+                            continue
+                        full = prefix + local
+                        first = canonical.setdefault(id(param), full)
+                        ref = ParamRef(first, path, local, module)
+                        refs.append(ref)
+                        if first is full:
+                            params[full] = ref
+                            add_tensor(param)
+                        else:
+                            aliases.setdefault(first, []).append(full)
+                if module._forward_pre_hooks or "parametrizations" in children:
+                    computed((path, module))
+                if "init_cfg" in module.__dict__ or _class_has_init_cfg(type(module)):
+                    init_cfgs((path, module))
+            if children:
+                for name, child in reversed(children.items()):
+                    if child is not None:
+                        push((path if name == inner else prefix + name, child))
 
     @functools.cached_property
     def by_class(self) -> dict[type, list[int]]:
