@@ -81,36 +81,43 @@ def _seeded_reset(module: nn.Module, key: int, init: Default | None = None) -> N
             (init or Default()).reset(module)
 
 
-def _work(plan: Plan, seed: int) -> tuple[list[Job], list[Task], int]:
-    """Jobs for the parallel batch, tasks for whole-tensor draws, and the values written."""
+def _work(plan: Plan, writes: list[tuple[PlanEntry, torch.Tensor]],
+          seed: int) -> tuple[list[Job], list[Task], int]:
+    """Jobs for the parallel batch, tasks for whole-tensor draws, and the values written.
+
+    ``writes`` are the entries with an engine draw and their parameters (:func:`_check_storage`),
+    looked up again when user code ran in between (a ``reset_parameters()`` may assign new ones).
+    """
     jobs: list[Job] = []
     tasks: list[Task] = []
     values = 0
     Parameter = nn.Parameter
     blocks = plan.blocks
     whole_on_every_rank: list[str] = []
-    for entry in plan.entries.values():
-        if entry.source != "rule" or entry.draw is None:  # None: written through a parametrization
-            continue
+    add_job = jobs.append
+    refresh = bool(plan.resets or plan.computed)
+    for entry, param in writes:
+        if refresh:
+            param = entry.ref.param
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
-        ref, draw = entry.ref, entry.draw
-        param = ref.param
-        numel = param.numel()
+        draw = entry.draw
+        shape = param.shape
+        numel = shape.numel()
         if not numel:
             continue
         values += numel
         fill = type(draw) is FillDraw
-        key = 0 if fill else derive_key(seed, ref.path, param.shape)
+        key = 0 if fill else derive_key(seed, entry.ref.path, shape)
         if type(param) is not Parameter and is_dtensor(param):
             more_jobs, more_tasks = sharded_work(param, draw, key, blocks)
             if more_tasks and draw.elementwise and not blocks:
-                whole_on_every_rank.append(ref.path)
+                whole_on_every_rank.append(entry.ref.path)
             jobs.extend(more_jobs)
             for task in more_tasks:
                 task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
                 tasks.append(task)
         elif fill or (draw.elementwise and param.is_contiguous()):  # a fill takes any layout
-            jobs.append(Job(param, draw, key, param.shape, None, blocks))
+            add_job(Job(param, draw, key, shape, None, blocks))
         else:
             tasks.append(_copy_task(param, entry, key, blocks))
     if whole_on_every_rank:
@@ -170,33 +177,40 @@ def _run_builtin(plan: Plan, jobs: list[Job], whole: list[Task], values: int) ->
             zero_row(entry.ref.param, entry.ref.module.padding_idx)
 
 
-def _check_storage(plan: Plan) -> bool:
+def _check_storage(plan: Plan) -> tuple[bool, list[tuple[PlanEntry, torch.Tensor]]]:
     """Refuse, before writing anything, parameters that have no storage (``meta`` tensors).
 
-    Returns whether any parameter is sharded (a DTensor).
+    Returns whether any parameter is sharded (a DTensor), and the entries the engine
+    draws (source ``rule`` with a draw; ``None`` is a write through a parametrization)
+    with their parameters, read once here.
     """
     sharded = False
+    writes = []
+    Parameter = nn.Parameter
     for entry in plan.entries.values():
-        if entry.source == "default" or entry.source == "lazy":
+        source = entry.source
+        if source == "default" or source == "lazy":
             continue
-        ref = entry.ref
-        param = ref.param
-        if type(param) is not nn.Parameter and is_dtensor(param):
+        param = entry.ref.param
+        local = param
+        if type(param) is not Parameter and is_dtensor(param):
             sharded = True
-            param = param.to_local()
-        if param.is_meta:
+            local = param.to_local()
+        if local.is_meta:
             raise InitConfigError(
                 "", f"parameter {entry.path!r} is on the meta device: it has no storage to initialize",
                 hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
                 "it in one step with hydra_init.meta.build_and_init",
             )
-    return sharded
+        if source == "rule" and entry.draw is not None:
+            writes.append((entry, param))
+    return sharded, writes
 
 
 @without_gc
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
-    sharded = _check_storage(plan)
+    sharded, writes = _check_storage(plan)
     seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad():
         # Steps that run user code first (reset_parameters(), right_inverse, custom draws), with
@@ -206,7 +220,7 @@ def execute(plan: Plan) -> int:
                 reset_module(module, derive_key(seed, path, ()), rule.init)
             if plan.computed:
                 write_computed(plan.computed, seed, plan.blocks)
-            jobs, whole, values = _work(plan, seed)
+            jobs, whole, values = _work(plan, writes, seed)
             if plan.custom_draws:
                 jobs, whole = _run_custom(jobs, whole)
         with EngineStep(plan):  # then the engine's own writes

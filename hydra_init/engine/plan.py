@@ -98,15 +98,14 @@ class Plan:
     custom_draws: bool = False
     """Whether some entry's draw is not one of the engine's own (``sampling.BUILTIN_DRAWS``)."""
 
+    padded: list[str] = field(default_factory=list)
+    """Paths of ``nn.Embedding``/``nn.EmbeddingBag`` weights with a ``padding_idx``."""
+
     @property
     def padding(self) -> list[PlanEntry]:
         """Entries of ``nn.Embedding``/``nn.EmbeddingBag`` weights with a ``padding_idx``: their
         padding row is zeroed after a write, as torch's ``reset_parameters()`` does."""
-        return [
-            e for e in self.entries.values()
-            if e.ref.local_name == WEIGHT and isinstance(e.ref.module, _PADDED)
-            and e.ref.module.padding_idx is not None
-        ]
+        return [self.entries[path] for path in self.padded if path in self.entries]
 
 
 # ----------------------------------------------------------------------------- rule collection
@@ -478,6 +477,7 @@ def build_plan(
                              fallback)
         prepare_computed(plan.entries, computed, RESET_LABEL)
     plan.custom_draws = any(type(draw) not in BUILTIN_DRAWS for _, draw in make.draws.values())
+    plan.padded = _padded_weights(index)
     plan.resets = _module_resets(plan.entries)
     if computed:
         plan.computed = finish_computed(plan.entries, computed)
@@ -488,6 +488,19 @@ def build_plan(
         plan.rules.append(replay_rule)
         plan.matched[replay_rule.label] = replayed
     return plan
+
+
+def _padded_weights(index: ModelIndex) -> list[str]:
+    """Canonical paths of the weights of embeddings with a ``padding_idx`` (one test per class)."""
+    out = []
+    for cls in index.by_class:
+        if issubclass(cls, _PADDED):
+            for path, module in index.modules_of([cls]):
+                if module.padding_idx is None:
+                    continue
+                weight = path + "." + WEIGHT if path else WEIGHT  # its own, not a tied alias's path
+                out.extend(r.path for r in index.direct_params(path) if r.path == weight)
+    return out
 
 
 def shadowed_rule_warnings(selected_by: dict[str, list[str]], loaded: dict[str, Any]) -> list[str]:

@@ -210,19 +210,21 @@ def job_tasks(jobs: Iterable[Job]) -> list[Task]:
     tiles: list[Task] = []
     fills: list[Job] = []
     small: list[Job] = []
+    sizes: list[int] = []
     for job in jobs:
-        if not job.out.numel():
+        size = job.out.numel()
+        if not size:
             continue
         if job.draw.constant:
             fills.append(job)
-        elif job.numel <= SMALL:
+        elif (size if job.region is None else job.numel) <= SMALL:  # the whole tensor's size decides
             small.append(job)
+            sizes.append(size)
         else:
             tiles.extend(_tile_tasks(job))
     tasks = tiles
     batch: list[Job] = []
     size = 0
-    sizes = [job.out.numel() for job in small]
     # at most _SMALL_BATCH_ELEMENTS a batch, and at least one batch per thread when there is enough
     limit = min(_SMALL_BATCH_ELEMENTS, max(SMALL, -(-sum(sizes) // max(1, torch.get_num_threads()))))
     for job, numel in zip(small, sizes, strict=True):
