@@ -277,3 +277,73 @@ def test_override_wins_over_its_parent_even_with_priority():
     hydra_init.apply(model, cfg, log=False)
     assert bool((model.backbone.layer1.conv2.weight == 4.0).all())
     assert bool((model.backbone.layer2.conv2.weight == 1.0).all())
+
+
+# ----------------------------------------------------------------------------- globs over the module tree
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAMES = st.sampled_from(["a", "b", "ab", "0", "1", "12", "conv", "conv1", "lin"])
+
+
+@st.composite
+def _trees(draw, depth: int = 0) -> nn.Module:
+    """A random module tree, three or four levels deep: containers with 1-3 named children,
+    Linear leaves (which hold no modules, so globs and subtrees meet at every level)."""
+    if depth >= 3 or (depth >= 2 and draw(st.booleans())):
+        return nn.Linear(1, 1)
+    node = nn.Module()
+    for name in draw(st.lists(_NAMES, min_size=1, max_size=3, unique=True)):
+        node.add_module(name, draw(_trees(depth + 1)))
+    return node
+
+
+_PATTERNS = st.lists(st.sampled_from(["*", "a", "b", "?", "1", "conv", ".", "*.", "{x}", "lin", "[ab]", "0"]),
+                     min_size=1, max_size=4).map("".join).filter(lambda g: _valid_glob(g))
+
+
+def _valid_glob(pattern: str) -> bool:
+    from hydra_init.engine.select import check_glob
+
+    try:
+        check_glob(pattern)  # a config with an invalid glob is refused while parsing
+    except ValueError:
+        return False
+    return True
+
+
+def _selected_by_brute_force(model: nn.Module, names: list[str], exclude: list[str]) -> list[str]:
+    """The documented semantics, path by path: a module is selected when it or an ancestor
+    matches a name glob (all modules without names) and neither it nor an ancestor is excluded."""
+    from hydra_init.engine.select import glob_match
+
+    def ancestors(path: str) -> list[str]:
+        parts = path.split(".") if path else []
+        return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+    paths = [p for p, _ in model.named_modules(remove_duplicate=False)]
+    return [
+        p for p in paths
+        if (not names or any(glob_match(a, g) for a in ancestors(p) for g in names))
+        and not any(glob_match(a, x) for a in ancestors(p) for x in exclude)
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(model=_trees(), names=st.lists(_PATTERNS, max_size=2), exclude=st.lists(_PATTERNS, max_size=2))
+def test_name_and_exclude_globs_select_what_path_by_path_matching_selects(model, names, exclude) -> None:
+    """The planner matches each glob once over all paths and selects subtrees as runs of
+    the pre-order module list; that must select exactly the modules a path-by-path reading
+    of the rule selects, for any tree and globs."""
+    from hydra_init.engine.plan import _matched_modules
+    from hydra_init.engine.rules import Rule
+    from hydra_init.engine.select import ModelIndex
+    from hydra_init.initializers import Zeros
+
+    rule = Rule(Zeros(), name=tuple(names), exclude=tuple(exclude), optional=True)
+    selected, dead, _ = _matched_modules(rule, ModelIndex(model))
+    assert [p for p, _ in selected] == _selected_by_brute_force(model, names, exclude)
+    from hydra_init.engine.select import glob_match
+
+    paths = [p for p, _ in model.named_modules(remove_duplicate=False)]
+    assert dead == {g for g in names if not any(glob_match(p, g) for p in paths)}

@@ -33,7 +33,6 @@ from .rules import Rule
 from .select import (
     ModelIndex,
     ParamRef,
-    glob_captures,
     glob_match,
     is_known_class,
     torch_class_names,
@@ -172,45 +171,57 @@ def _root_of(path: str, roots: dict[str, Captures]) -> Captures | None:
 def _matched_modules(
     rule: Rule, index: ModelIndex
 ) -> tuple[list[tuple[str, nn.Module]], set[str], dict[str, Captures]]:
-    """Modules a rule selects, the name globs that matched nothing, and path captures."""
-    in_scope = list(index.subtree(rule.scope)) if rule.scope else index.modules
+    """Modules a rule selects, the name globs that matched nothing, and path captures.
+
+    Works on positions in the index's pre-order module list, where a module's subtree
+    is the run of positions after it (:attr:`ModelIndex.subtree_ends`): a matched
+    root brings its run, an excluded one removes its run. Each glob is matched once
+    (:meth:`ModelIndex.glob_positions`); captures are kept only for rules with ``expr``.
+    """
+    whole = not rule.scope and not rule.name and not rule.exclude
+    positions: range | list[int] = index.scope_range(rule.scope)
+    ends = index.subtree_ends if rule.name or rule.exclude else []
     dead_globs: set[str] = set()
     captures: dict[str, Captures] = {}
     if rule.name:
-        roots: dict[str, Captures] = {}
+        roots: dict[int, Captures] = {}
         for pattern in rule.name:
-            found = False
-            for p, _ in in_scope:
-                got = glob_captures(_relative(p, rule.scope), pattern)
-                if got is not None:
-                    roots.setdefault(p, got)
-                    found = True
-            if not found:
+            hits = index.glob_positions(pattern, rule.scope)
+            if not hits:
                 dead_globs.add(pattern)
-        kept = []
-        for p, m in in_scope:
-            got = _root_of(p, roots)
-            if got is not None:
-                kept.append((p, m))
-                captures[p] = got
-        in_scope = kept
+            for i, got in hits.items():
+                roots.setdefault(i, got)
+        kept: list[int] = []
+        covered = 0
+        paths = index.module_paths
+        for i in sorted(roots):  # a root inside an earlier root's run only refines its captures
+            if i >= covered:
+                kept.extend(range(i, ends[i]))
+                covered = ends[i]
+            if rule.expr:  # the deepest root's captures win: it comes later in pre-order
+                got = roots[i]
+                for j in range(i, ends[i]):
+                    captures[paths[j]] = got
+        positions = kept
     if rule.exclude:
         # Over the whole scope, not only what the name globs kept: an excluded module
         # may sit above the selected ones (name: "*.conv1", exclude: "backbone.layer2").
-        excluded: dict[str, Captures] = {
-            p: {} for p, _ in index.subtree(rule.scope)
-            if any(glob_match(_relative(p, rule.scope), x) for x in rule.exclude)
-        }
-        in_scope = [(p, m) for p, m in in_scope if _root_of(p, excluded) is None]
+        excluded: set[int] = set()
+        for pattern in rule.exclude:
+            for i in index.glob_positions(pattern, rule.scope):
+                excluded.update(range(i, ends[i]))
+        positions = [i for i in positions if i not in excluded]
+    modules = index.modules
     if rule.layer:
         from .select import class_matches
 
         classes = {cls for cls in index.by_class if any(class_matches(cls, n) for n in rule.layer)}
-        if in_scope is index.modules:  # the whole model: the matching classes' modules, in model order
-            in_scope = index.modules_of(classes)
-        else:
-            in_scope = [(p, m) for p, m in in_scope if type(m) in classes]
-    return in_scope, dead_globs, captures
+        if whole:  # the whole model: the matching classes' modules, in model order
+            return index.modules_of(classes), dead_globs, captures
+        return [modules[i] for i in positions if type(modules[i][1]) in classes], dead_globs, captures
+    if whole:
+        return modules, dead_globs, captures
+    return [modules[i] for i in positions], dead_globs, captures
 
 
 def _ancestors(path: str):
@@ -422,8 +433,7 @@ def build_plan(
             for pattern in sorted(dead_globs) if not rule.optional else ():  # optional: any may be absent
                 plan.warnings.append(f"rule {rule.label!r}: name {pattern!r} matches no module")
             for pattern in rule.exclude:
-                if not any(glob_match(_relative(p, rule.scope), pattern)
-                           for p, _ in index.subtree(rule.scope)):
+                if not index.glob_positions(pattern, rule.scope):
                     plan.warnings.append(f"rule {rule.label!r}: exclude {pattern!r} matches no module")
             for name in rule.layer:
                 if not is_known_class(name, index.class_names):

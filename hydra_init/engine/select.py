@@ -11,6 +11,7 @@ module paths, each class's MRO names, and which parameters live where.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import importlib
 import inspect
@@ -104,6 +105,16 @@ class _Glob:
             return None
         captures.update(last.groupdict())
         return captures
+
+
+_SPECIAL = re.compile(r"\*|\?|\[[^\]]*\]|\{[^}]*\}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_piece(pattern: str) -> str:
+    """The longest run of plain characters in a glob: every matching path contains it."""
+    pieces = [p for p in _SPECIAL.split(pattern) if not any(c in p for c in "[]{}\\")]
+    return max(pieces, key=len, default="")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -253,6 +264,7 @@ class ModelIndex:
         self.init_cfg_candidates: list[tuple[str, nn.Module]] = []
         """Modules with an ``init_cfg`` attribute of their own or of their class."""
         self._direct: dict[str, list[ParamRef]] = {}
+        self._globs: dict[tuple[str, str], dict[int, dict[str, int | str]]] = {}
         self._walk(model)
         self.module_paths = [path for path, _ in self.modules]
         self.class_names: frozenset[str] = frozenset().union(*(_mro_names(t) for t in self.by_class))
@@ -324,6 +336,81 @@ class ModelIndex:
     def direct_params(self, module_path: str) -> list[ParamRef]:
         """Parameters registered on the module itself (not its children)."""
         return self._direct.get(module_path, [])
+
+    # ------------------------------------------------------------ path globs, once per pattern
+    @functools.cached_property
+    def subtree_ends(self) -> list[int]:
+        """For each position in :attr:`modules`, where its subtree ends: pre-order puts a module's
+        subtree right after it, so ``modules[i:subtree_ends[i]]`` is module ``i`` and all below it."""
+        paths = self.module_paths
+        ends = [len(paths)] * len(paths)
+        open_: list[tuple[int, int]] = []  # (depth, position) of the modules whose subtree is open
+        for i, path in enumerate(paths):
+            depth = path.count(".") + 1 if path else 0
+            while open_ and open_[-1][0] >= depth:
+                ends[open_.pop()[1]] = i
+            open_.append((depth, i))
+        return ends
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {path: i for i, path in enumerate(self.module_paths)}
+
+    @functools.cached_property
+    def _paths_text(self) -> tuple[str, list[int]] | None:
+        """All module paths, one per line, and where each line starts (``None``: a name has a newline)."""
+        text = "\n".join(self.module_paths)
+        starts, pos = [], 0
+        for path in self.module_paths:
+            starts.append(pos)
+            pos += len(path) + 1
+        return (text, starts) if text.count("\n") == len(starts) - 1 else None
+
+    def scope_range(self, scope: str) -> range:
+        """Positions in :attr:`modules` of ``scope`` and its subtree (``""``: the whole model)."""
+        if not scope:
+            return range(len(self.modules))
+        start = self._positions.get(scope)
+        return range(0) if start is None else range(start, self.subtree_ends[start])
+
+    def glob_positions(self, pattern: str, scope: str = "") -> dict[int, dict[str, int | str]]:
+        """Positions of the modules in ``scope`` whose path (relative to it) matches ``pattern``,
+        with the glob's captures; computed once per (pattern, scope).
+
+        Without a scope, a literal piece of the pattern is found in all paths at once (one
+        string search over them), and only the paths that hold it are matched in Python.
+        """
+        found = self._globs.get((pattern, scope))
+        if found is not None:
+            return found
+        paths = self.module_paths
+        literal = _literal_piece(pattern)
+        if scope:
+            cut = len(scope) + 1
+            where = self.scope_range(scope)
+            candidates = ((i, "" if paths[i] == scope else paths[i][cut:]) for i in where)
+        elif literal and self._paths_text is not None:
+            candidates = ((i, paths[i]) for i in self._lines_with(literal))
+        else:
+            candidates = enumerate(paths)
+        found = {}
+        for i, path in candidates:
+            got = glob_captures(path, pattern)
+            if got is not None:
+                found[i] = got
+        self._globs[(pattern, scope)] = found
+        return found
+
+    def _lines_with(self, literal: str) -> Iterator[int]:
+        text, starts = self._paths_text
+        find, last = text.find, len(starts) - 1
+        pos = find(literal)
+        while pos >= 0:
+            line = bisect.bisect_right(starts, pos) - 1
+            yield line
+            if line == last:
+                return
+            pos = find(literal, starts[line + 1])
 
     def subtree(self, root: str) -> Iterator[tuple[str, nn.Module]]:
         """``root`` and every module below it."""
