@@ -69,6 +69,8 @@ class PlanEntry:
     draw: Draw | None = None
     loaded: Any = None  # pretrained: the object describing the tensor to copy
     note: str = ""
+    shape: torch.Size | None = None  # the parameter's shape and dtype, where planning read them
+    dtype: torch.dtype | None = None
 
     @property
     def path(self) -> str:
@@ -624,7 +626,7 @@ class _EntryMaker:
             else:
                 draw = _check_shape(rule, init, ref)
             known = self.draws[key] = (init, draw)  # holding init keeps its id unique meanwhile
-        return PlanEntry(ref, "rule", rule, init, role, known[1])
+        return PlanEntry(ref, "rule", rule, init, role, known[1], None, "", shape, dtype)
 
     def _specialize(self, rule: Rule, module_path: str, captures: Mapping[str, Captures]) -> Action:
         """The rule's initializer with its ``expr`` computed for one module (cached per module)."""

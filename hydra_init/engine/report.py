@@ -71,10 +71,10 @@ def _describe(entry: PlanEntry, cache: dict[int, str]) -> tuple[str, str]:
 class _Columns:
     """The plan's per-parameter facts, one list per column, gathered in one cheap pass.
 
-    Shapes and dtypes are read when the report is made (they are the parameters' as
-    written); the :class:`ParamRecord` rows are built from these columns only when
-    someone reads :attr:`InitReport.params`, so a dry run of 10⁵ tensors that only logs
-    the summary line never builds them.
+    Shapes and dtypes are the parameters' as written: read while planning where the plan
+    did (writing changes neither), else when the report is made. The :class:`ParamRecord`
+    rows are built from these columns only when someone reads :attr:`InitReport.params`,
+    so a dry run of 10⁵ tensors that only logs the summary line never builds them.
     """
 
     __slots__ = ("dtypes", "entries", "shapes", "sources", "values", "won")
@@ -90,8 +90,13 @@ class _Columns:
         for entry in self.entries:
             if entry.rule is not None:
                 won[entry.rule.label] += 1
-            ref = entry.ref
-            param = ref.param
+            shape = entry.shape
+            if shape is not None:
+                dtypes.append(entry.dtype)
+                shapes.append(shape)
+                values += shape.numel()
+                continue
+            param = entry.ref.param
             dtypes.append(param.dtype)
             if entry.source == "lazy":
                 shapes.append(())
