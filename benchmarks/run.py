@@ -12,8 +12,9 @@ Prints Markdown:
 2. samplers: one full-size buffer per draw, against the limit, torch's single
    generator, timm's algorithm and torch's ``trunc_normal_``;
 3. per-parameter overhead: a dry run (``hydra_init.plan``) of a meta-device
-   model with 240,000 parameter tensors and four rules, and the cost curve over
-   parameters x rules;
+   model with 240,000 parameter tensors and four rules next to the floor (a bare
+   Python walk reading each tensor's shape, dtype and size), where ``apply`` of
+   10,000 small parameters spends its time, and the cost curve over parameters x rules;
 4. tensor-parallel shards: per-rank CPU time against world size (gloo), and what block
    tiles cost a single process;
 5. meta-device build of a 570M-parameter model against eager build + apply;
@@ -307,6 +308,38 @@ def _bare_walk(model: torch.nn.Module) -> int:
     return values
 
 
+def small_split_rows(size: str, reps: int) -> list[str]:
+    """Where the time of the 10,000-small-parameter ``apply`` goes, against the plain loop."""
+    from cases import SMALL_CFG, small_loop
+    from models import many_small
+
+    from hydra_init.engine.execute import execute
+    from hydra_init.engine.parse import parse_config
+    from hydra_init.engine.plan import build_plan
+    from hydra_init.engine.report import InitReport
+
+    model = many_small(size)
+    parsed = parse_config(SMALL_CFG)
+    resolved = build_plan(model, parsed)
+    times = best_of({
+        "plan": lambda: build_plan(model, parsed),
+        "execute": lambda: execute(resolved),
+        "report": lambda: InitReport.from_plan(resolved, seed=0, applied=True),
+        "apply": lambda: hydra_init.apply(model, SMALL_CFG, log=False),
+        "loop": lambda: small_loop(model),
+    }, reps)
+    count = sum(1 for _ in model.parameters())
+    cells = ", ".join(f"{name} {times[name] * 1e3:.0f} ms ({times[name] / count * 1e6:.1f} µs per "
+                      "parameter)" for name in ("plan", "execute", "report"))
+    return [
+        f"Where `apply` of the {count:,}-small-parameter model goes (each step timed on its own): "
+        f"{cells}; `apply` as a whole {times['apply'] * 1e3:.0f} ms, the plain torch loop "
+        f"{times['loop'] * 1e3:.0f} ms ({times['loop'] / count * 1e6:.1f} µs per parameter: "
+        "`nn.init.normal_`/`zeros_` calls).",
+        "",
+    ]
+
+
 def overhead_table(size: str, reps: int, results: Results, curve_max: int = 10**6) -> list[str]:
     target = 240_000 if size == "full" else 2_400
     model = many_tensors(target)
@@ -326,6 +359,7 @@ def overhead_table(size: str, reps: int, results: Results, curve_max: int = 10**
         f"kept) takes {floor:.2f} s, {floor / count * 1e6:.1f} µs per tensor; the dry run is "
         f"{seconds / floor:.1f}x that.",
         "",
+        *small_split_rows(size, reps),
         "Cost curve, dry run (µs per parameter tensor; best of "
         f"{reps} up to 10⁵ tensors, one run above):",
         "",

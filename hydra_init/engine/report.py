@@ -53,18 +53,18 @@ class ParamRecord:
         return n
 
 
-def _describe(entry: PlanEntry, cache: dict[int, str]) -> tuple[str, str]:
+def _describe(entry: PlanEntry, cache: dict[tuple[int, str], str]) -> tuple[str, str]:
     if entry.source == "pretrained":
         return f"Pretrained({entry.loaded.checkpoint})", f"{entry.loaded.checkpoint}:{entry.loaded.key}"
     if entry.source in ("default", "lazy"):
         return "-", entry.note
     if entry.source == "reset":
         return entry.init.reset_description(entry.ref.module), entry.note
-    if entry.role == "bias":
-        return f"bias={entry.init.bias_value:g}", entry.note
-    text = cache.get(id(entry.init))  # one describe() per initializer, not per parameter
+    key = (id(entry.init), entry.role)  # one description per initializer and role, not per parameter
+    text = cache.get(key)
     if text is None:
-        text = cache[id(entry.init)] = entry.init.describe()
+        text = cache[key] = (f"bias={entry.init.bias_value:g}" if entry.role == "bias"
+                             else entry.init.describe())
     return text, entry.note
 
 
@@ -117,7 +117,7 @@ def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
              not_loaded: dict[str, str]) -> list[ParamRecord]:
     """One :class:`ParamRecord` per plan entry, from the columns."""
     records = []
-    described: dict[int, str] = {}
+    described: dict[tuple[int, str], str] = {}
     dtype_names: dict[Any, str] = {}
     aliases_of = plan.aliases
     for entry, shape, dtype in zip(columns.entries, columns.shapes, columns.dtypes, strict=True):
