@@ -367,6 +367,26 @@ def test_embedding_padding_row_stays_zero(init):
     assert bool((others != 0).any())
 
 
+def test_padding_rows_of_nested_and_subclassed_embeddings_stay_zero():
+    """The padded embeddings are found per class while planning: subclasses and EmbeddingBag
+    deep in the model count, and one without a padding_idx keeps every row drawn."""
+
+    class TokenEmbedding(nn.Embedding):
+        pass
+
+    model = nn.ModuleDict({
+        "enc": nn.Sequential(TokenEmbedding(20, 4, padding_idx=1)),
+        "bag": nn.EmbeddingBag(20, 4, padding_idx=7),
+        "plain": nn.Embedding(20, 4),
+    })
+    hydra_init.apply(model, {"seed": 0, "rules": {"e": {"type": "Normal", "layer": ["Embedding",
+                                                                                   "EmbeddingBag"]}}},
+                     log=False)
+    assert torch.equal(model["enc"][0].weight[1], torch.zeros(4))
+    assert torch.equal(model["bag"].weight[7], torch.zeros(4))
+    assert bool((model["plain"].weight != 0).all())
+
+
 RANDOM_INITS = [
     Normal(std=0.02), TruncNormal(std=0.02), Uniform(a=-1, b=1), Xavier(), Kaiming(),
     Caffe2Xavier(), LecunNormal(), VarianceScaling(distribution="uniform"), Orthogonal(),

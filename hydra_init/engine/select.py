@@ -304,7 +304,7 @@ class ModelIndex:
                         first = canonical.setdefault(id(param), full)
                         ref = ParamRef(first, path, local, module)
                         refs.append(ref)
-                        if first is full:
+                        if first == full:
                             params[full] = ref
                             add_tensor(param)
                         else:
