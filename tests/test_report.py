@@ -216,3 +216,16 @@ def test_tied_parameters_are_listed_and_written_once():
                               log=False)
     assert [r.path for r in report.params] == ["0.weight"]
     assert report.rules["w"]["written"] == 1
+
+
+def test_to_json_is_to_dict_with_one_line_per_parameter() -> None:
+    """The JSON written next to every Hydra job: indented, each parameter's row on its own
+    line, and the same data as to_dict() for any indent (also a string, or none)."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2), nn.Embedding(4, 2))
+    report = hydra_init.plan(model, {"seed": 1, "rules": {"lin": {"type": "Normal", "layer": "Linear"}}})
+    text = report.to_json()
+    lines = text.splitlines()
+    rows = [line for line in lines if line.startswith('    {"path": ')]
+    assert [json.loads(line.rstrip(","))["path"] for line in rows] == [r.path for r in report.params]
+    for indent in (2, 4, "\t", None, 0):
+        assert json.loads(report.to_json(indent)) == report.to_dict()
