@@ -47,12 +47,16 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from cases import CASES, Case, mmengine_version  # noqa: E402
+from cases import CASES, SMALL_CFG, Case, mmengine_version, small_loop  # noqa: E402
 from comparators import limit, timm_trunc_normal_  # noqa: E402
-from models import many_tensors  # noqa: E402
+from models import many_small, many_tensors  # noqa: E402
 
 import hydra_init  # noqa: E402
 from hydra_init import sampling  # noqa: E402
+from hydra_init.engine.execute import execute  # noqa: E402
+from hydra_init.engine.parse import parse_config  # noqa: E402
+from hydra_init.engine.plan import build_plan  # noqa: E402
+from hydra_init.engine.report import InitReport  # noqa: E402
 from hydra_init.sampling.truncnormal import trunc_plan  # noqa: E402
 
 THREADS = torch.get_num_threads()
@@ -310,14 +314,6 @@ def _bare_walk(model: torch.nn.Module) -> int:
 
 def small_split_rows(size: str, reps: int) -> list[str]:
     """Where the time of the 10,000-small-parameter ``apply`` goes, against the plain loop."""
-    from cases import SMALL_CFG, small_loop
-    from models import many_small
-
-    from hydra_init.engine.execute import execute
-    from hydra_init.engine.parse import parse_config
-    from hydra_init.engine.plan import build_plan
-    from hydra_init.engine.report import InitReport
-
     model = many_small(size)
     parsed = parse_config(SMALL_CFG)
     resolved = build_plan(model, parsed)

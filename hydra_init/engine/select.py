@@ -412,13 +412,6 @@ class ModelIndex:
                 return
             pos = find(literal, starts[line + 1])
 
-    def subtree(self, root: str) -> Iterator[tuple[str, nn.Module]]:
-        """``root`` and every module below it."""
-        prefix = root + "."
-        for path, module in self.modules:
-            if not root or path == root or path.startswith(prefix):
-                yield path, module
-
     def modules_of_class(self, names: tuple[str, ...]) -> Iterator[tuple[str, nn.Module]]:
         """Modules whose class or any base class is named in ``names``."""
         for path, module in self.modules:

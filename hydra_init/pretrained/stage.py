@@ -175,11 +175,14 @@ def _roots(rule: Rule, index: ModelIndex) -> list[str]:
     """The modules checkpoint keys are relative to: the matched ``name``s, else the rule's scope."""
     if not rule.name:
         return [rule.scope]
-    hits = [
-        p for p, _ in index.subtree(rule.scope)
-        if any(glob_match(_relative(p, rule.scope), g) for g in rule.name)
-    ]
-    return [r for r in hits if not any(r != o and (not o or r.startswith(o + ".")) for o in hits)]
+    # the matches planning found (ModelIndex.glob_positions caches them), outermost only
+    hits = sorted({i for g in rule.name for i in index.glob_positions(g, rule.scope)})
+    roots, covered = [], 0
+    for i in hits:
+        if i >= covered:  # not inside the subtree of an earlier match
+            roots.append(index.module_paths[i])
+            covered = index.subtree_ends[i]
+    return roots
 
 
 def _root_of(path: str, roots: list[str]) -> str | None:
