@@ -273,7 +273,8 @@ def init_meta(
     plan = build_plan(model, parsed, reset_uninitialized=True, replay=replayed, replay_rule=rule)
     replay = None
     if recorder is not None:
-        replay = Replay.prepare(recorder, model, [p for p, e in plan.entries.items() if e.source == "custom"])
+        custom = [plan.columns.index.param_paths[i] for i in plan.columns.positions("custom")]
+        replay = Replay.prepare(recorder, model, custom)
     allocate(model, device)
     if replay:
         plan = dataclasses.replace(plan, seed=effective_seed(plan.seed))  # one seed for replay and rules

@@ -341,8 +341,9 @@ def test_name_and_exclude_globs_select_what_path_by_path_matching_selects(model,
     from hydra_init.initializers import Zeros
 
     rule = Rule(Zeros(), name=tuple(names), exclude=tuple(exclude), optional=True)
-    selected, dead, _ = _matched_modules(rule, ModelIndex(model))
-    assert [p for p, _ in selected] == _selected_by_brute_force(model, names, exclude)
+    index = ModelIndex(model)
+    selected, dead, _ = _matched_modules(rule, index)
+    assert [index.module_paths[i] for i in selected] == _selected_by_brute_force(model, names, exclude)
     from hydra_init.engine.select import glob_match
 
     paths = [p for p, _ in model.named_modules(remove_duplicate=False)]

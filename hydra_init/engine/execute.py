@@ -22,6 +22,7 @@ from ..errors import InitConfigError
 from ..initializers import Default
 from ..sampling import (
     BUILTIN_DRAWS,
+    Draw,
     FillDraw,
     Job,
     Task,
@@ -31,7 +32,7 @@ from ..sampling import (
     run_parallel,
 )
 from .parametrized import through_parametrizations, write_computed
-from .plan import Plan, PlanEntry, without_gc
+from .plan import Plan, without_gc
 from .restore import EngineStep, Restorer
 from .sharding import agree_on_seed, is_dtensor, reset_sharded, sharded_work, zero_row
 
@@ -81,37 +82,40 @@ def _seeded_reset(module: nn.Module, key: int, init: Default | None = None) -> N
             (init or Default()).reset(module)
 
 
-def _work(plan: Plan, writes: list[tuple[PlanEntry, torch.Tensor]],
+def _work(plan: Plan, writes: list[tuple[int, torch.Tensor]],
           seed: int) -> tuple[list[Job], list[Task], int]:
     """Jobs for the parallel batch, tasks for whole-tensor draws, and the values written.
 
-    ``writes`` are the entries with an engine draw and their parameters (:func:`_check_storage`),
-    looked up again when user code ran in between (a ``reset_parameters()`` may assign new ones).
+    ``writes`` are the column positions with an engine draw and their parameters
+    (:func:`_check_storage`), looked up again when user code ran in between (a
+    ``reset_parameters()`` may assign new ones).
     """
     jobs: list[Job] = []
     tasks: list[Task] = []
     values = 0
     Parameter = nn.Parameter
     blocks = plan.blocks
+    columns = plan.columns
+    paths, draws = columns.index.param_paths, columns.draw
     whole_on_every_rank: list[str] = []
     add_job = jobs.append
     refresh = bool(plan.resets or plan.computed)
-    for entry, param in writes:
+    for i, param in writes:
         if refresh:
-            param = entry.ref.param
+            param = columns.param(i)
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
-        draw = entry.draw
+        draw = draws[i]
         shape = param.shape
         numel = shape.numel()
         if not numel:
             continue
         values += numel
         fill = type(draw) is FillDraw
-        key = 0 if fill else derive_key(seed, entry.ref.path, shape)
+        key = 0 if fill else derive_key(seed, paths[i], shape)
         if type(param) is not Parameter and is_dtensor(param):
             more_jobs, more_tasks = sharded_work(param, draw, key, blocks)
             if more_tasks and draw.elementwise and not blocks:
-                whole_on_every_rank.append(entry.ref.path)
+                whole_on_every_rank.append(paths[i])
             jobs.extend(more_jobs)
             for task in more_tasks:
                 task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
@@ -119,7 +123,7 @@ def _work(plan: Plan, writes: list[tuple[PlanEntry, torch.Tensor]],
         elif fill or (draw.elementwise and param.is_contiguous()):  # a fill takes any layout
             add_job(Job(param, draw, key, shape, None, blocks))
         else:
-            tasks.append(_copy_task(param, entry, key, blocks))
+            tasks.append(_copy_task(param, draw, key, blocks))
     if whole_on_every_rank:
         _suggest_blocks(whole_on_every_rank)
     return jobs, tasks, values
@@ -134,11 +138,11 @@ def _suggest_blocks(paths: list[str]) -> None:
         len(paths), shown)
 
 
-def _copy_task(param: torch.Tensor, entry: PlanEntry, key: int, blocks: bool) -> Task:
+def _copy_task(param: torch.Tensor, draw: Draw, key: int, blocks: bool) -> Task:
     def task() -> None:
-        param.copy_(materialize(entry.draw, param.shape, key, param.dtype, param.device, blocks))
+        param.copy_(materialize(draw, param.shape, key, param.dtype, param.device, blocks))
 
-    task.draw = entry.draw  # type: ignore[attr-defined] - custom draws run first (execute)
+    task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
     return task
 
 
@@ -168,42 +172,42 @@ def _run_builtin(plan: Plan, jobs: list[Job], whole: list[Task], values: int) ->
     if plan.pretrained:
         from ..pretrained.stage import copy_buffers, copy_loaded
 
-        for entry in plan.entries.values():
-            if entry.source == "pretrained":
-                copy_loaded(entry.ref.param, entry.loaded)
+        columns = plan.columns
+        for i in columns.positions("pretrained"):
+            copy_loaded(columns.param(i), columns.loaded[i])
         copy_buffers(plan.pretrained)
     for entry in plan.padding:
         if entry.source in ("rule", "reset"):
             zero_row(entry.ref.param, entry.ref.module.padding_idx)
 
 
-def _check_storage(plan: Plan) -> tuple[bool, list[tuple[PlanEntry, torch.Tensor]]]:
+def _check_storage(plan: Plan) -> tuple[bool, list[tuple[int, torch.Tensor]]]:
     """Refuse, before writing anything, parameters that have no storage (``meta`` tensors).
 
-    Returns whether any parameter is sharded (a DTensor), and the entries the engine
-    draws (source ``rule`` with a draw; ``None`` is a write through a parametrization)
-    with their parameters, read once here.
+    Returns whether any parameter is sharded (a DTensor), and the column positions the
+    engine draws (source ``rule`` with a draw; ``None`` is a write through a
+    parametrization) with their parameters, read once here.
     """
     sharded = False
     writes = []
     Parameter = nn.Parameter
-    for entry in plan.entries.values():
-        source = entry.source
-        if source == "default" or source == "lazy":
-            continue
-        param = entry.ref.param
+    columns = plan.columns
+    sources, draws = columns.source, columns.draw
+    positions = [i for i, source in enumerate(sources) if source != "default" and source != "lazy"]
+    for i, param in zip(positions, columns.params(positions), strict=True):
         local = param
         if type(param) is not Parameter and is_dtensor(param):
             sharded = True
             local = param.to_local()
         if local.is_meta:
             raise InitConfigError(
-                "", f"parameter {entry.path!r} is on the meta device: it has no storage to initialize",
+                "", f"parameter {columns.index.param_paths[i]!r} is on the meta device: it has no storage "
+                "to initialize",
                 hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
                 "it in one step with hydra_init.meta.build_and_init",
             )
-        if source == "rule" and entry.draw is not None:
-            writes.append((entry, param))
+        if sources[i] == "rule" and draws[i] is not None:
+            writes.append((i, param))
     return sharded, writes
 
 

@@ -24,7 +24,7 @@ init.rules.all: parameters 'big' (8,) and 'head' (4,) share memory
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -44,27 +44,28 @@ def _span(tensor: torch.Tensor) -> tuple[int, int]:
     return start, start + (last + 1) * size
 
 
-def check_overlaps(entries: Iterable[tuple[Any, torch.Tensor]]) -> None:
+def check_overlaps(tensors: Sequence[torch.Tensor], entry_at: Callable[[int], Any]) -> None:
     """Raise :class:`InitConfigError` when a written parameter shares memory with another one.
 
-    ``entries`` pairs plan entries (``source``, ``rule``, ``path``) with their parameters.
-    Meta tensors (a meta build's whole model) have no memory and cost one test each.
+    ``entry_at(i)`` is the plan entry (``source``, ``rule``, ``path``) of ``tensors[i]``,
+    asked for only where two tensors share a storage. Meta tensors (a meta build's whole
+    model) have no memory and cost one test each.
     """
-    first: dict[int, Any] = {}
-    shared: dict[int, list[Any]] = {}
-    for entry, tensor in entries:
+    first: dict[int, int] = {}
+    shared: dict[int, list[int]] = {}
+    for i, tensor in enumerate(tensors):
         try:
             if tensor.is_meta:
                 continue
             key = tensor.untyped_storage().data_ptr()
         except (RuntimeError, NotImplementedError, TypeError, ValueError):  # lazy or DTensor: no storage here
             continue
-        other = first.setdefault(key, entry)
-        if other is not entry:
-            shared.setdefault(key, [other]).append(entry)
+        other = first.setdefault(key, i)
+        if other != i:
+            shared.setdefault(key, [other]).append(i)
     shared.pop(0, None)  # empty tensors: no memory at all
     for group in shared.values():
-        _check_group(group)
+        _check_group([entry_at(i) for i in group])
 
 
 def _check_group(group: list[Any]) -> None:

@@ -181,7 +181,7 @@ def find_computed(index: ModelIndex) -> list[ComputedRef]:
             inference = any(local_tensor(index.params[o].param).is_inference() for o in originals)
             ref = ComputedRef(join(path, name), path, name, module, originals, kind,
                               _standin(effective.shape, effective.dtype, inference))
-            index._direct.setdefault(path, []).append(ref)  # selected like a parameter of the module
+            index.add_computed(ref)  # selected like a parameter of the module
             found.append(ref)
     return found
 

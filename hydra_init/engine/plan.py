@@ -18,14 +18,16 @@ import functools
 import gc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import BUILTIN_DRAWS, Draw, FillDraw, Tiles
+from .columns import Entries, PlanColumns, PlanEntry, owner_of
 from .overlaps import check_overlaps
 from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
@@ -52,36 +54,12 @@ _PADDED = (nn.Embedding, nn.EmbeddingBag)
 _Parameter = nn.Parameter
 
 
-@dataclass(slots=True)
-class PlanEntry:
-    """What happens to one parameter.
-
-    ``source`` is ``rule`` (drawn by ``rule``), ``pretrained`` (copied from a
-    checkpoint), ``reset`` (the module's ``reset_parameters()``, by a Default rule),
-    ``default`` (no rule: left as it is) or ``lazy`` (uninitialized, skipped).
-    """
-
-    ref: ParamRef
-    source: str
-    rule: Rule | None = None
-    init: Action | None = None  # the rule's initializer, with expr arguments computed
-    role: str = WEIGHT
-    draw: Draw | None = None
-    loaded: Any = None  # pretrained: the object describing the tensor to copy
-    note: str = ""
-    shape: torch.Size | None = None  # the parameter's shape and dtype, where planning read them
-    dtype: torch.dtype | None = None
-
-    @property
-    def path(self) -> str:
-        return self.ref.path
-
-
 @dataclass
 class Plan:
     """The resolved plan: entries by parameter path, rules, match counts, warnings and notes."""
 
-    entries: dict[str, PlanEntry]
+    columns: PlanColumns
+    """The plan's fields over the model's parameters, one list each (:mod:`.columns`)."""
     rules: list[Rule]
     seed: int | None
     blocks: bool = False
@@ -101,6 +79,10 @@ class Plan:
 
     padded: list[str] = field(default_factory=list)
     """Paths of ``nn.Embedding``/``nn.EmbeddingBag`` weights with a ``padding_idx``."""
+
+    def __post_init__(self) -> None:
+        self.entries = Entries(self.columns)
+        """``path -> PlanEntry``, in model order: a view of :attr:`columns`."""
 
     @property
     def padding(self) -> list[PlanEntry]:
@@ -153,27 +135,12 @@ def _init_cfg_of(module: nn.Module) -> Any:
 
 
 # ----------------------------------------------------------------------------- matching
-def _relative(path: str, scope: str) -> str:
-    return path[len(scope) + 1 :] if scope and path != scope else ("" if path == scope else path)
-
-
 Captures = dict[str, Any]
 
 
-def _root_of(path: str, roots: dict[str, Captures]) -> Captures | None:
-    """The captures of the matched root that ``path`` lies under (deepest root wins)."""
-    while True:
-        if path in roots:
-            return roots[path]
-        if not path:
-            return None
-        path = path.rpartition(".")[0]
-
-
-def _matched_modules(
-    rule: Rule, index: ModelIndex
-) -> tuple[list[tuple[str, nn.Module]], set[str], dict[str, Captures]]:
-    """Modules a rule selects, the name globs that matched nothing, and path captures.
+def _matched_modules(rule: Rule, index: ModelIndex) -> tuple[Sequence[int], set[str], dict[str, Captures]]:
+    """Positions (in :attr:`ModelIndex.modules`) of the modules a rule selects, the name
+    globs that matched nothing, and path captures.
 
     Works on positions in the index's pre-order module list, where a module's subtree
     is the run of positions after it (:attr:`ModelIndex.subtree_ends`): a matched
@@ -213,49 +180,84 @@ def _matched_modules(
             for i in index.glob_positions(pattern, rule.scope):
                 excluded.update(range(i, ends[i]))
         positions = [i for i in positions if i not in excluded]
-    modules = index.modules
     if rule.layer:
         from .select import class_matches
 
         classes = {cls for cls in index.by_class if any(class_matches(cls, n) for n in rule.layer)}
         if whole:  # the whole model: the matching classes' modules, in model order
-            return index.modules_of(classes), dead_globs, captures
-        return [modules[i] for i in positions if type(modules[i][1]) in classes], dead_globs, captures
-    if whole:
-        return modules, dead_globs, captures
-    return [modules[i] for i in positions], dead_globs, captures
+            return index.positions_of(classes), dead_globs, captures
+        modules = index.modules
+        return [i for i in positions if type(modules[i][1]) in classes], dead_globs, captures
+    return positions, dead_globs, captures
 
 
-def _ancestors(path: str):
-    """``path`` and every module path above it, up to the root ``""``."""
-    while True:
-        yield path
-        if not path:
-            return
-        path = path.rpartition(".")[0]
+class Selection(NamedTuple):
+    """The parameters one rule selects: column positions with their roles (0 weight, 1 bias),
+    and tensors outside the columns (a parametrization's computed weight) with their roles."""
+
+    positions: np.ndarray
+    roles: np.ndarray
+    extra: list[tuple[Any, str]]
+    count: int  # how many (parameter, role) pairs the rule matched, tied names counted each
 
 
-def _selected_params(rule: Rule, index: ModelIndex, modules) -> list[tuple[ParamRef, str]]:
+ROLES = (WEIGHT, BIAS)
+
+
+def _selected_params(rule: Rule, index: ModelIndex, modules: Sequence[int]) -> Selection:
     """The parameters a rule selects from its matched modules, with their role.
 
     Without ``params``: each matched module's own ``weight`` (drawn) and ``bias``
     (constant). A plain glob matches the matched modules' own parameter names; a
     glob with a dot matches parameter paths relative to a matched module
     (``bn3.weight`` under every ``Bottleneck``; from the root, full paths).
+
+    Modules whose parameters are their own columns (all but tied aliases and parametrized
+    modules) are selected with array operations over their position ranges.
     """
+    if any("." in p for p in rule.params) or (
+            index.special_modules and not index.special_modules.isdisjoint(modules)):
+        return _selected_refs(rule, index, modules)
+    bounds = index.bounds_array
+    mods = np.fromiter(modules, dtype=np.int64, count=len(modules))
+    starts = bounds[mods]
+    counts = bounds[mods + 1] - starts
+    positions = np.arange(int(counts.sum()), dtype=np.int64)
+    positions += np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    names, ids = index.local_ids
+    if rule.params:
+        chosen = [k for k, name in enumerate(names) if any(glob_match(name, p) for p in rule.params)]
+        positions = positions[np.isin(ids[positions], chosen)]
+        roles = np.zeros(len(positions), dtype=np.int8)
+    else:
+        role_of = np.full(len(names) + 1, -1, dtype=np.int8)
+        for code, role in enumerate(ROLES):
+            if role in names:
+                role_of[names.index(role)] = code
+        roles = role_of[ids[positions]]
+        keep = roles >= 0
+        positions, roles = positions[keep], roles[keep]
+    return Selection(positions, roles, [], len(positions))
+
+
+def _selected_refs(rule: Rule, index: ModelIndex, modules: Sequence[int]) -> Selection:
+    """:func:`_selected_params` parameter by parameter, through the modules' refs (tied
+    aliases, computed tensors, dotted ``params`` globs). A tensor selected twice (through
+    two of its names) keeps its first role."""
     out = []
     plain = [p for p in rule.params if "." not in p]
     dotted = [p for p in rule.params if "." in p]
-    for path, _ in modules:
-        for ref in index.direct_params(path):
+    module_paths = index.module_paths
+    for m in modules:
+        for ref in index.direct_params(module_paths[m]):
             if not rule.params:
-                if ref.local_name in (WEIGHT, BIAS):
+                if ref.local_name in ROLES:
                     out.append((ref, ref.local_name))
             elif any(glob_match(ref.local_name, pat) for pat in plain):
                 out.append((ref, WEIGHT))
     if dotted:
         chosen = {ref.path for ref, _ in out}
-        roots = {path for path, _ in modules}
+        roots = {module_paths[m] for m in modules}
         for ref in index.params.values():
             if ref.path in chosen:
                 continue
@@ -266,7 +268,28 @@ def _selected_params(rule: Rule, index: ModelIndex, modules) -> list[tuple[Param
                         out.append((ref, WEIGHT))
                         chosen.add(ref.path)
                         break
-    return out
+    position = index.position
+    seen: set[int] = set()
+    positions, roles, extra = [], [], []
+    for ref, role in out:
+        i = position.get(ref.path)
+        if i is None:
+            extra.append((ref, role))
+        elif i not in seen:
+            seen.add(i)
+            positions.append(i)
+            roles.append(ROLES.index(role))
+    return Selection(np.asarray(positions, dtype=np.int64), np.asarray(roles, dtype=np.int8), extra,
+                     len(out))
+
+
+def _ancestors(path: str):
+    """``path`` and every module path above it, up to the root ``""``."""
+    while True:
+        yield path
+        if not path:
+            return
+        path = path.rpartition(".")[0]
 
 
 def _no_match_problem(rule: Rule, index: ModelIndex, modules, dead_globs) -> None:
@@ -396,34 +419,40 @@ def build_plan(
     if parsed.module_init_cfg:
         rules += _owned_rules(index, start=len(rules), warnings=warnings)
 
-    best: dict[str, tuple[tuple, Rule, str, dict[str, Captures]]] = {}
-    claims: dict[str, dict[str, str]] = {}  # tied tensors: rule label -> what it would write there
-    plan = Plan(entries={}, rules=rules, seed=parsed.seed, blocks=parsed.tiles is Tiles.blocks,
+    paths = index.param_paths
+    columns = PlanColumns(index, note=_FROM_INIT if reset_uninitialized else "")
+    plan = Plan(columns, rules=rules, seed=parsed.seed, blocks=parsed.tiles is Tiles.blocks,
                 warnings=warnings, aliases=index.aliases,
                 sizes=sizes, families=families)
     loaded: dict[str, Any] = {}
-    selected_by: dict[str, list[str]] = {}
-    for rule in rules:
-        modules, dead_globs, captures = _matched_modules(rule, index)
+    selections: dict[int, Selection] = {}
+    captures_of: dict[int, dict[str, Captures]] = {}
+    extra_best: dict[str, tuple[tuple, Rule, str, dict[str, Captures]]] = {}  # computed tensors
+    claims: dict[str, dict[str, str]] = {}  # tied tensors: rule label -> what it would write there
+    tied = np.asarray([index.position[p] for p in index.aliases], dtype=np.int64) if index.aliases else None
+    for k, rule in enumerate(rules):
+        found, dead_globs, captures = _matched_modules(rule, index)
         if isinstance(rule.init, Pretrained):
             from ..pretrained.stage import resolve_pretrained
 
+            modules = [index.modules[i] for i in found]
             if not modules:
                 _no_match_problem(rule, index, modules, dead_globs)
                 if rule.optional:
                     plan.warnings.append(f"rule {rule.label!r} matched nothing in this model")
                     continue
-            found = resolve_pretrained(rule, index, modules)
-            plan.pretrained.append(found)
-            for path, tensor_ref in found.tensors.items():
+            loads = resolve_pretrained(rule, index, modules)
+            plan.pretrained.append(loads)
+            for path, tensor_ref in loads.tensors.items():
                 if path not in loaded or tensor_ref.rank > loaded[path].rank:
                     loaded[path] = tensor_ref  # of two Pretrained rules, the higher-ranked wins
-            plan.matched[rule.label] = len(found.tensors)
+            plan.matched[rule.label] = len(loads.tensors)
             continue
-        selected = _selected_params(rule, index, modules)
-        plan.matched[rule.label] = len(selected)
-        selected_by[rule.label] = [ref.path for ref, _ in selected]
-        if not selected:
+        selected = selections[k] = _selected_params(rule, index, found)
+        captures_of[k] = captures
+        plan.matched[rule.label] = selected.count
+        if not selected.count:
+            modules = [index.modules[i] for i in found]
             _no_match_problem(rule, index, modules, dead_globs)
             wanted = f"params {list(rule.params)}" if rule.params else "weight/bias"
             if modules:
@@ -445,73 +474,150 @@ def build_plan(
                         f"rule {rule.label!r}: no class {name!r} here"
                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     )
+        if tied is not None and len(selected.positions):
+            hit = np.isin(selected.positions, tied)
+            for i, role in zip(selected.positions[hit].tolist(), selected.roles[hit].tolist(), strict=True):
+                claims.setdefault(paths[i], {}).setdefault(rule.label, _writes(rule.init, ROLES[role]))
         rank = rule.rank()
-        aliases = index.aliases
-        for ref, role in selected:
-            path = ref.path
-            if aliases and path in aliases:
-                claims.setdefault(path, {}).setdefault(rule.label, _writes(rule.init, role))
-            current = best.get(path)
+        for ref, role in selected.extra:
+            current = extra_best.get(ref.path)
             if current is None or rank > current[0]:
-                best[path] = (rank, rule, role, captures)
+                extra_best[ref.path] = (rank, rule, role, captures)
 
-    plan.warnings.extend(shadowed_rule_warnings(selected_by, loaded))
+    # the winner of each parameter: rules by rank, the highest last (of equal ranks, the first rule)
+    winner = np.full(len(paths), -1, dtype=np.int64)
+    won_role = np.zeros(len(paths), dtype=np.int8)
+    for k in sorted(selections, key=lambda k: (rules[k].rank(), -k)):
+        winner[selections[k].positions] = k
+        won_role[selections[k].positions] = selections[k].roles
+    if loaded:
+        plan.warnings.extend(shadowed_rule_warnings(
+            {rules[k].label: [paths[i] for i in s.positions.tolist()] + [r.path for r, _ in s.extra]
+             for k, s in selections.items()}, loaded))
     fallback = Rule(Default(), label=RESET_LABEL, key=parsed.key) if reset_uninitialized else None
-    adopted = 0
-    plan.warnings.extend(_tied_warnings(claims, best, index.aliases))
-    skipped = tuple(prefix + "." for prefix in skip)
-    replay = replay or {}
-    entries = plan.entries
-    make = _EntryMaker({name: size.value for name, size in sizes.items()})
-    lazy = nn.parameter.UninitializedTensorMixin  # not UninitializedParameter: its isinstance is slow
-    for ref, param in zip(index.params.values(), index.tensors, strict=True):
-        path = ref.path
-        if skipped and path.startswith(skipped):
-            entries[path] = PlanEntry(ref, "default", note=skip_note)
-        elif isinstance(param, lazy):
-            entries[path] = PlanEntry(ref, "lazy", note="uninitialized (lazy) parameter")
-        elif loaded and path in loaded:
-            entries[path] = PlanEntry(ref, "pretrained", rule=loaded[path].rule, loaded=loaded[path])
-        elif (won := best.get(path)) is not None:
-            entries[path] = make(ref, param, won[1], won[2], won[3])
-        elif path in replay and has_no_storage(param):
-            entries[path] = PlanEntry(ref, "custom", rule=replay_rule, init=replay[path])
-        elif fallback is not None and has_no_storage(param):
-            entries[path] = PlanEntry(ref, "reset", rule=fallback, init=fallback.init, role=ref.local_name)
-            adopted += 1
-        else:
-            entries[path] = PlanEntry(ref, "default", note=_FROM_INIT if fallback is not None else "")
+    plan.warnings.extend(_tied_warnings(
+        claims, {p: rules[winner[index.position[p]]] for p in claims if winner[index.position[p]] >= 0},
+        index.aliases))
+    make = _EntryMaker(index, {name: size.value for name, size in sizes.items()})
+    taken = _fill_settled(columns, skip, skip_note, loaded)
+    if taken is not None:
+        winner[taken] = -1
+    _fill_won(columns, make, rules, winner, won_role, captures_of)
+    adopted = _fill_unwritten(columns, winner, taken, replay or {}, replay_rule, fallback)
     if adopted:
         plan.rules.append(fallback)
         plan.matched[fallback.label] = adopted
     if computed:  # parametrized weights: entries as for parameters, then settled against their originals
-        add_computed_entries(plan.entries, computed, best, lambda ref, won: make(ref, ref.param, *won[1:]),
-                             fallback)
+        add_computed_entries(plan.entries, computed, extra_best,
+                             lambda ref, won: make.one(ref, ref.param, *won[1:]), fallback)
         prepare_computed(plan.entries, computed, RESET_LABEL)
-    plan.custom_draws = any(type(draw) not in BUILTIN_DRAWS for _, draw in make.draws.values())
+    plan.custom_draws = any(type(known[1]) not in BUILTIN_DRAWS for known in make.draws.values())
     plan.padded = _padded_weights(index)
-    plan.resets = _module_resets(plan.entries)
+    plan.resets = _module_resets(plan)
     if computed:
         plan.computed = finish_computed(plan.entries, computed)
     # a parameter that is a view of another: refused when written
-    check_overlaps(zip(map(entries.__getitem__, index.params), index.tensors, strict=True))
-    replayed = sum(e.rule is replay_rule for e in entries.values()) if replay else 0
+    check_overlaps(index.tensors, columns.entry)
+    replayed = sum(r is replay_rule for r in columns.rule) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)
         plan.matched[replay_rule.label] = replayed
     return plan
 
 
+def _fill_settled(columns: PlanColumns, skip: Sequence[str], skip_note: str,
+                  loaded: Mapping[str, Any]) -> np.ndarray | None:
+    """Columns of the parameters no rule decides: under a skipped subtree (left as they are),
+    lazy (uninitialized), loaded from a checkpoint. Returns their positions (``None``: none)."""
+    index = columns.index
+    source, note = columns.source, columns.note
+    taken: list[int] = []
+    if skip:
+        skipped = tuple(prefix + "." for prefix in skip)
+        for i, path in enumerate(index.param_paths):
+            if path.startswith(skipped):
+                source[i], note[i] = "default", skip_note
+                taken.append(i)
+    lazy = nn.parameter.UninitializedTensorMixin  # not UninitializedParameter: its isinstance is slow
+    if any(issubclass(kind, lazy) for kind in set(map(type, index.tensors))):
+        done = set(taken)
+        for i, tensor in enumerate(index.tensors):
+            if i not in done and isinstance(tensor, lazy):
+                source[i], note[i] = "lazy", "uninitialized (lazy) parameter"
+                taken.append(i)
+    if loaded:
+        done = set(taken)
+        for path, tensor_ref in loaded.items():
+            i = index.position.get(path)
+            if i is not None and i not in done:
+                source[i], columns.rule[i], columns.loaded[i], note[i] = (
+                    "pretrained", tensor_ref.rule, tensor_ref, "")
+                taken.append(i)
+    return np.asarray(taken, dtype=np.int64) if taken else None
+
+
+def _fill_won(columns: PlanColumns, make: _EntryMaker, rules: list[Rule], winner: np.ndarray,
+              won_role: np.ndarray, captures_of: dict[int, dict[str, Captures]]) -> None:
+    """Columns of the parameters rules won, one group of positions per winning rule."""
+    won = np.flatnonzero(winner >= 0)
+    if not len(won):
+        return
+    by_rule = winner[won]
+    order = np.argsort(by_rule, kind="stable")
+    won, by_rule = won[order], by_rule[order]
+    starts = np.flatnonzero(np.diff(by_rule, prepend=-1))
+    for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(won)], strict=True):
+        k = int(by_rule[start])
+        positions = won[start:end]
+        roles = [ROLES[r] for r in won_role[positions].tolist()]
+        rule = rules[k]
+        if rule.expr:  # an initializer per module: entry by entry
+            for i, role in zip(positions.tolist(), roles, strict=True):
+                columns.set(i, make.one(columns.ref(i), columns.index.tensors[i], rule, role,
+                                        captures_of[k]))
+        else:
+            make.group(columns, positions.tolist(), roles, rule)
+
+
+def _fill_unwritten(columns: PlanColumns, winner: np.ndarray, taken: np.ndarray | None,
+                    replay: Mapping[str, Action], replay_rule: Rule | None, fallback: Rule | None) -> int:
+    """Columns of a meta build's parameters without storage that no rule won: the constructor's
+    own init replayed (``replay``), else their module's ``reset_parameters()`` (``fallback``).
+    Returns how many the fallback took."""
+    if not replay and fallback is None:
+        return 0
+    rest = winner < 0
+    if taken is not None:
+        rest[taken] = False
+    index = columns.index
+    adopted = 0
+    for i in np.flatnonzero(rest).tolist():
+        path = index.param_paths[i]
+        if not has_no_storage(index.tensors[i]):
+            continue
+        if path in replay:
+            columns.source[i], columns.rule[i], columns.init[i], columns.note[i] = (
+                "custom", replay_rule, replay[path], "")
+        elif fallback is not None:
+            columns.source[i], columns.rule[i], columns.init[i], columns.note[i] = (
+                "reset", fallback, fallback.init, "")
+            columns.role[i] = index.param_local[i]
+            adopted += 1
+    return adopted
+
+
 def _padded_weights(index: ModelIndex) -> list[str]:
     """Canonical paths of the weights of embeddings with a ``padding_idx`` (one test per class)."""
     out = []
+    paths, bounds = index.param_paths, index.param_bounds
     for cls in index.by_class:
         if issubclass(cls, _PADDED):
-            for path, module in index.modules_of([cls]):
+            for m in index.positions_of([cls]):
+                path, module = index.modules[m]
                 if module.padding_idx is None:
                     continue
                 weight = path + "." + WEIGHT if path else WEIGHT  # its own, not a tied alias's path
-                out.extend(r.path for r in index.direct_params(path) if r.path == weight)
+                out.extend(paths[i] for i in range(bounds[m], bounds[m + 1]) if paths[i] == weight)
     return out
 
 
@@ -542,15 +648,15 @@ def _writes(init: Action, role: str) -> str:
     return f"constant {draw.value:g}" if isinstance(draw, FillDraw) else init.describe()
 
 
-def _tied_warnings(claims: dict[str, dict[str, str]], best: dict[str, tuple],
+def _tied_warnings(claims: dict[str, dict[str, str]], winners: dict[str, Rule],
                    aliases: dict[str, list[str]]) -> list[str]:
     """A tied tensor is written once: two rules drawing it differently is worth a warning."""
     out = []
     for path, writes in claims.items():
         distinct = set(writes.values())
-        if len(distinct) < 2 or all(w.startswith("constant ") for w in distinct) or path not in best:
+        if len(distinct) < 2 or all(w.startswith("constant ") for w in distinct) or path not in winners:
             continue
-        winner = best[path][1].label
+        winner = winners[path].label
         names = ", ".join([path, *aliases[path]])
         out.append(
             f"tied tensor {names} is claimed by rules {', '.join(sorted(writes))}; it is written once, "
@@ -597,36 +703,69 @@ class _EntryMaker:
     that the initializer can fill that shape and dtype - is computed once per
     distinct combination and shared (draws are frozen), so a model of 10⁵ identical
     blocks asks each initializer for a handful of draws, not 10⁵. Only the storage
-    checks (:func:`_check_writable`) look at every parameter.
+    checks (:func:`_check_writable`) look at every parameter, and only the uncommon
+    ones (inference, non-contiguous or complex tensors) go further than three tests.
     """
 
-    def __init__(self, size_values: Mapping[str, Any]) -> None:
+    def __init__(self, index: ModelIndex, size_values: Mapping[str, Any]) -> None:
+        self.index = index
         self.size_values = size_values
-        self.draws: dict[tuple, tuple[Action, Draw]] = {}
+        self.draws: dict[tuple, tuple[Action, Draw, str]] = {}
         self.specialized: dict[tuple[int, str], Action] = {}
 
-    def __call__(self, ref: ParamRef, param: torch.Tensor, rule: Rule, role: str,
-                 captures: Mapping[str, Captures]) -> PlanEntry:
+    def group(self, columns: PlanColumns, positions: list[int], roles: list[str], rule: Rule) -> None:
+        """Fill the columns of the parameters at ``positions``, all won by ``rule`` (no ``expr``)."""
+        init = rule.init
+        tensors = self.index.tensors
+        params = [tensors[i] for i in positions]
+        if all(type(t) is _Parameter for t in params):
+            locals_ = params
+        else:
+            locals_ = [t if type(t) is _Parameter else local_tensor(t) for t in params]
+        for j, local in enumerate(locals_):
+            if local.is_inference() or not local.is_contiguous() or local.dtype.is_complex:
+                _check_writable(rule, columns.ref(positions[j]), local)
+        source, rule_of, init_of, role_of = columns.source, columns.rule, columns.init, columns.role
+        if isinstance(init, Default):
+            for i, role in zip(positions, roles, strict=True):
+                source[i], rule_of[i], init_of[i], role_of[i], columns.note[i] = "reset", rule, init, role, ""
+            return
+        draw_of, note_of, shape_of, dtype_of = columns.draw, columns.note, columns.shape, columns.dtype
+        draws, key = self.draws, id(init)
+        for i, role, param, local in zip(positions, roles, params, locals_, strict=True):
+            shape, dtype = param.shape, local.dtype
+            known = draws.get((key, role, shape, dtype))
+            if known is None:
+                known = self._draw(rule, init, columns.ref(i), role, shape, dtype)
+            source[i], rule_of[i], init_of[i], role_of[i] = "rule", rule, init, role
+            draw_of[i], note_of[i], shape_of[i], dtype_of[i] = known[1], known[2], shape, dtype
+
+    def one(self, ref: Any, param: torch.Tensor, rule: Rule, role: str,
+            captures: Mapping[str, Captures]) -> PlanEntry:
+        """The entry of one parameter (or computed tensor) won by ``rule``."""
         init = rule.init if not rule.expr else self._specialize(rule, ref.module_path, captures)
         local = param if type(param) is _Parameter else local_tensor(param)
-        dtype = local.dtype
-        if local.is_inference() or not local.is_contiguous() or dtype.is_complex:
+        if local.is_inference() or not local.is_contiguous() or local.dtype.is_complex:
             _check_writable(rule, ref, local)
         if isinstance(init, Default):
             return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
-        shape = param.shape
-        if not param.numel():  # nothing to write, as torch.nn.init does for an empty tensor
-            return PlanEntry(ref, "rule", rule=rule, init=init, role=role, draw=FillDraw(0.0),
-                             note="empty tensor: nothing to write")
-        key = (id(init), role, shape, dtype)
-        known = self.draws.get(key)
+        shape, dtype = param.shape, local.dtype
+        known = self.draws.get((id(init), role, shape, dtype))
         if known is None:
-            if role == BIAS:
-                draw = _check_dtype(rule, init, ref, FillDraw(init.bias_value))
-            else:
-                draw = _check_shape(rule, init, ref)
-            known = self.draws[key] = (init, draw)  # holding init keeps its id unique meanwhile
-        return PlanEntry(ref, "rule", rule, init, role, known[1], None, "", shape, dtype)
+            known = self._draw(rule, init, ref, role, shape, dtype)
+        return PlanEntry(ref, "rule", rule, init, role, known[1], None, known[2], shape, dtype)
+
+    def _draw(self, rule: Rule, init: Action, ref: Any, role: str, shape: torch.Size,
+              dtype: torch.dtype) -> tuple[Action, Draw, str]:
+        """The draw (checked) of one (initializer, role, shape, dtype), remembered."""
+        if not shape.numel():  # nothing to write, as torch.nn.init does for an empty tensor
+            draw, note = FillDraw(0.0), "empty tensor: nothing to write"
+        elif role == BIAS:
+            draw, note = _check_dtype(rule, init, ref, FillDraw(init.bias_value)), ""
+        else:
+            draw, note = _check_shape(rule, init, ref), ""
+        known = self.draws[(id(init), role, shape, dtype)] = (init, draw, note)  # init's id stays unique
+        return known
 
     def _specialize(self, rule: Rule, module_path: str, captures: Mapping[str, Captures]) -> Action:
         """The rule's initializer with its ``expr`` computed for one module (cached per module)."""
@@ -638,24 +777,27 @@ class _EntryMaker:
         return init
 
 
-def _module_resets(entries: dict[str, PlanEntry]) -> list[tuple[str, nn.Module, Rule]]:
+def _module_resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
     """The modules whose ``reset_parameters()`` the plan runs, children first (validated).
 
     ``reset_parameters()`` rewrites every parameter of its module, also those the
     Default rule did not select (``params: [weight]`` still resets the bias): their
     entries become ``reset`` entries here, while the plan is built.
     """
+    columns, entries = plan.columns, plan.entries
+    index = columns.index
+    found = [(i, columns.entry(i)) for i in columns.positions("reset")]
+    found += [(None, e) for e in entries.extra.values() if e.source == "reset"]
     owners: dict[int, tuple[str, nn.Module, Rule]] = {}
-    for path, entry in entries.items():
-        if entry.source != "reset":
-            continue
+    ranges: list[int] = []  # module positions of the owners, for their parameters' columns
+    for i, entry in found:
         module = entry.ref.module
         if not entry.init.can_reset(module):
             where = entry.ref.module_path or "<root>"
             if entry.rule.label == RESET_LABEL:
                 raise InitConfigError(
                     entry.rule.key,
-                    f"parameter {path!r} would be uninitialized: no rule covers it and its module "
+                    f"parameter {entry.path!r} would be uninitialized: no rule covers it and its module "
                     f"{where} ({type(module).__name__}) has no reset_parameters()",
                     hint=f"add a rule for it, e.g. rules: {{{entry.ref.local_name}: {{type: Zeros, "
                     f"name: '{entry.ref.module_path}', params: {entry.ref.local_name}}}}}, "
@@ -666,14 +808,24 @@ def _module_resets(entries: dict[str, PlanEntry]) -> list[tuple[str, nn.Module, 
                 f"Default needs reset_parameters() but {where} ({type(module).__name__}) has none",
                 hint="pick an explicit initializer for this module, or exclude it",
             )
-        owners.setdefault(id(module), (entry.ref.module_path, module, entry.rule))
+        if id(module) not in owners:
+            owners[id(module)] = (entry.ref.module_path, module, entry.rule)
+            ranges.append(owner_of(index, i) if i is not None
+                          else index.module_position[entry.ref.module_path])
     if not owners:
         return []
-    for path, entry in entries.items():
+    bounds = index.param_bounds
+    for m in ranges:
+        for i in range(bounds[m], bounds[m + 1]):
+            owner = owners.get(id(columns.ref(i).module))
+            if owner is not None and columns.source[i] in ("default", "custom"):  # the reset rewrites them
+                columns.set(i, PlanEntry(columns.ref(i), "reset", rule=owner[2], init=owner[2].init,
+                                         role=index.param_local[i]))
+    for path, entry in list(entries.extra.items()):
         owner = owners.get(id(entry.ref.module))
-        if owner is not None and entry.source in ("default", "custom"):  # the reset rewrites them
-            entries[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
-                                      role=entry.ref.local_name)
+        if owner is not None and entry.source in ("default", "custom"):
+            entries.extra[path] = PlanEntry(entry.ref, "reset", rule=owner[2], init=owner[2].init,
+                                            role=entry.ref.local_name)
     # Children first, as in an eager build: a parent's reset may set its children's
     # tensors (MultiheadAttention zeroes out_proj.bias), and must have the last word.
     return sorted(owners.values(), key=lambda item: -(item[0].count(".") + 1 if item[0] else 0))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import Plan, PlanEntry, without_gc
+from .columns import PlanColumns
+from .plan import Plan, without_gc
 
 __all__ = ["InitReport", "ParamRecord"]
 
@@ -53,23 +55,26 @@ class ParamRecord:
         return n
 
 
-def _describe(entry: PlanEntry, cache: dict[tuple[int, str], str]) -> tuple[str, str]:
-    if entry.source == "pretrained":
-        return f"Pretrained({entry.loaded.checkpoint})", f"{entry.loaded.checkpoint}:{entry.loaded.key}"
-    if entry.source in ("default", "lazy"):
-        return "-", entry.note
-    if entry.source == "reset":
-        return entry.init.reset_description(entry.ref.module), entry.note
-    key = (id(entry.init), entry.role)  # one description per initializer and role, not per parameter
+def _describe(columns: PlanColumns, i: int, cache: dict[tuple[int, str], str]) -> tuple[str, str]:
+    """What parameter ``i``'s initializer is, and a detail (the plan's note, a checkpoint key)."""
+    source, note = columns.source[i], columns.note[i]
+    if source == "pretrained":
+        loaded = columns.loaded[i]
+        return f"Pretrained({loaded.checkpoint})", f"{loaded.checkpoint}:{loaded.key}"
+    if source in ("default", "lazy"):
+        return "-", note
+    init, role = columns.init[i], columns.role[i]
+    if source == "reset":
+        return init.reset_description(columns.ref(i).module), note
+    key = (id(init), role)  # one description per initializer and role, not per parameter
     text = cache.get(key)
     if text is None:
-        text = cache[key] = (f"bias={entry.init.bias_value:g}" if entry.role == "bias"
-                             else entry.init.describe())
-    return text, entry.note
+        text = cache[key] = f"bias={init.bias_value:g}" if role == "bias" else init.describe()
+    return text, note
 
 
 class _Columns:
-    """The plan's per-parameter facts, one list per column, gathered in one cheap pass.
+    """The report's per-parameter facts, gathered in one cheap pass over the plan's columns.
 
     Shapes and dtypes are the parameters' as written: read while planning where the plan
     did (writing changes neither), else when the report is made. The :class:`ParamRecord`
@@ -77,56 +82,58 @@ class _Columns:
     so a dry run of 10⁵ tensors that only logs the summary line never builds them.
     """
 
-    __slots__ = ("dtypes", "entries", "shapes", "sources", "values", "won")
+    __slots__ = ("dtypes", "plan", "shapes", "sources", "values", "won")
 
     def __init__(self, plan: Plan, written_by: dict[str, str]) -> None:
-        self.entries = list(plan.entries.values())
-        self.shapes: list[tuple[int, ...]] = []
-        self.dtypes: list[Any] = []
-        self.sources: Counter[str] = Counter()
-        self.won: dict[str, int] = defaultdict(int)
-        values = 0
-        shapes, dtypes, won = self.shapes, self.dtypes, self.won
-        for entry in self.entries:
-            if entry.rule is not None:
-                won[entry.rule.label] += 1
-            shape = entry.shape
-            if shape is not None:
-                dtypes.append(entry.dtype)
-                shapes.append(shape)
-                values += shape.numel()
-                continue
-            param = entry.ref.param
-            dtypes.append(param.dtype)
-            if entry.source == "lazy":
-                shapes.append(())
-                continue
-            shapes.append(param.shape)
-            values += param.numel()
-        self.values = values
-        sources = self.sources
-        sources.update(e.source for e in self.entries)
+        columns = self.plan = plan.columns
+        self.won = _won(plan)
+        shapes, dtypes = list(columns.shape), list(columns.dtype)
+        unread = [i for i, shape in enumerate(shapes) if shape is None]
+        sources = columns.source
+        for i, param in zip(unread, columns.params(unread), strict=True):
+            dtypes[i] = param.dtype
+            shapes[i] = () if sources[i] == "lazy" else param.shape
+        self.shapes, self.dtypes = shapes, dtypes
+        counts = Counter(shapes)
+        self.values = sum(math.prod(shape) * n for shape, n in counts.items())
+        self.sources: Counter[str] = Counter(sources)
+        position = columns.index.position
         for path in written_by:
-            entry = plan.entries.get(path)
-            if entry is not None:
-                sources[entry.source] -= 1
-                sources["custom"] += 1
+            i = position.get(path)
+            if i is not None:
+                self.sources[sources[i]] -= 1
+                self.sources["custom"] += 1
+
+
+def _won(plan: Plan) -> dict[str, int]:
+    """How many parameters each rule label writes (counted by rule object, then labelled)."""
+    counts = Counter(map(id, plan.columns.rule))
+    counts.pop(id(None), None)
+    known = {id(r): r for r in plan.rules}
+    won: dict[str, int] = defaultdict(int)
+    for rule_id, n in counts.items():
+        rule = known.get(rule_id) or next(r for r in plan.columns.rule if id(r) == rule_id)
+        won[rule.label] += n
+    return won
 
 
 @without_gc  # built lazily, outside from_plan: 10^5 new records would set the collector scanning the model
 def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
              not_loaded: dict[str, str]) -> list[ParamRecord]:
-    """One :class:`ParamRecord` per plan entry, from the columns."""
+    """One :class:`ParamRecord` per parameter, from the columns."""
     records = []
     described: dict[tuple[int, str], str] = {}
     dtype_names: dict[Any, str] = {}
     aliases_of = plan.aliases
-    for entry, shape, dtype in zip(columns.entries, columns.shapes, columns.dtypes, strict=True):
-        init, detail = _describe(entry, described)
-        path = entry.ref.path
-        if not_loaded and entry.source != "pretrained":
+    cols = columns.plan
+    paths, sources, rules = cols.index.param_paths, cols.source, cols.rule
+    for i, (path, shape, dtype) in enumerate(zip(paths, columns.shapes, columns.dtypes, strict=True)):
+        init, detail = _describe(cols, i, described)
+        source = sources[i]
+        if not_loaded and source != "pretrained":
             detail = not_loaded.get(path, detail)
-        label = entry.rule.label if entry.rule is not None else None
+        rule = rules[i]
+        label = rule.label if rule is not None else None
         name = dtype_names.get(dtype)
         if name is None:
             name = dtype_names[dtype] = str(dtype).removeprefix("torch.")
@@ -138,7 +145,7 @@ def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
         aliases = tuple(aliases_of.get(path, ())) if aliases_of else ()
         if aliases:
             detail = "; ".join(filter(None, [detail, "tied: also " + ", ".join(aliases)]))
-        records.append(ParamRecord(path, shape, name, entry.source, label, init, detail, aliases))
+        records.append(ParamRecord(path, shape, name, source, label, init, detail, aliases))
     return records
 
 
@@ -191,13 +198,14 @@ class InitReport:
         self.checkpoints: list[dict[str, Any]] = []
         self.not_loaded: dict[str, str] = {}
         self._counts = {s: columns.sources.get(s, 0) for s in SOURCES}
-        self._counts.update(params=len(columns.entries), values=columns.values)
+        self._counts.update(params=len(columns.shapes), values=columns.values)
         not_loaded = _not_loaded(plan)
         self._build = lambda: _records(plan, columns, written_by, not_loaded)
         self._params: list[ParamRecord] | None = None
         if plan.pretrained:  # small models, and their warnings need the rows: build them now
             # "loaded" counts what each rule finally wrote: a higher-ranked Pretrained rule may take some
-            taken = Counter(id(e.loaded.rule) for e in columns.entries if e.source == "pretrained")
+            cols = plan.columns
+            taken = Counter(id(cols.loaded[i].rule) for i in cols.positions("pretrained"))
             self.checkpoints = [{**p.to_dict(), "loaded": taken[id(p.rule)]} for p in plan.pretrained]
             records = self.params
             self.not_loaded = {r.path: r.detail for r in records

@@ -104,15 +104,18 @@ the model was restored to its state before the call
     def _written(self) -> Iterator[Any]:
         """The entries whose tensors are guarded: all written ones, or (``user_code_only``)
         those written through a parametrization or by a custom draw."""
-        if self.user_code_only and not (self.plan.computed or self.plan.custom_draws):
+        plan = self.plan
+        if self.user_code_only and not (plan.computed or plan.custom_draws):
             return  # resets alone: their modules are guarded whole (_modules_touched)
-        for entry in self.plan.entries.values():
-            if entry.source in _UNTOUCHED:
+        columns = plan.columns
+        sources, draws, refs = columns.source, columns.draw, columns.refs
+        for i, source in enumerate(sources):
+            if source in _UNTOUCHED:
                 continue
-            if self.user_code_only and getattr(entry.ref, "holder", None) is None and not (
-                    self.plan.custom_draws and is_custom(entry)):
+            if self.user_code_only and getattr(refs.get(i), "holder", None) is None and not (
+                    plan.custom_draws and is_custom(source, draws[i])):
                 continue
-            yield entry
+            yield columns.entry(i)
 
     def _targets(self) -> Iterator[tuple[dict, str, bool]]:
         """``(dict, name, swappable)`` of every tensor the plan may write: the dict holds it (a
@@ -185,14 +188,16 @@ the model was restored to its state before the call
         ) from error
 
 
-def is_custom(entry: Any) -> bool:
-    """Whether a rule entry's draw is user code (not one of :data:`~hydra_init.sampling.BUILTIN_DRAWS`)."""
-    return entry.source == "rule" and entry.draw is not None and type(entry.draw) not in BUILTIN_DRAWS
+def is_custom(source: str, draw: Any) -> bool:
+    """Whether a plan entry (its ``source`` and ``draw``) is written by user code: a rule's draw
+    that is not one of :data:`~hydra_init.sampling.BUILTIN_DRAWS`."""
+    return source == "rule" and draw is not None and type(draw) not in BUILTIN_DRAWS
 
 
 def not_restored(plan: Any, error: BaseException, why: str) -> InitExecutionError:
     """The error for a failure that could not be undone: why, and which parameters may have changed."""
-    written = [p for p, e in plan.entries.items() if e.source not in _UNTOUCHED]
+    columns = plan.columns
+    written = [columns.index.param_paths[i] for i, s in enumerate(columns.source) if s not in _UNTOUCHED]
     shown = ", ".join(written[:8]) + (f", ... (+{len(written) - 8})" if len(written) > 8 else "")
     error_out = InitExecutionError(
         f"initialization failed after writing began: {error}; the model could NOT be restored ({why}), "

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -251,19 +252,33 @@ class ModelIndex:
     name; :attr:`aliases` lists the others. The walk also notes the few modules that
     need a second look (:attr:`computed_candidates`: parametrizations or forward
     pre-hooks; :attr:`init_cfg_candidates`), so no later step walks every module again.
+
+    Parameters are kept in columns, in model order: :attr:`param_paths`, :attr:`tensors`
+    and :attr:`param_local`; module ``i``'s own parameters are positions
+    ``param_bounds[i]:param_bounds[i + 1]``. The :class:`ParamRef` objects
+    (:attr:`params`, :meth:`direct_params`) are made only when something asks for them.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.modules: list[tuple[str, nn.Module]] = []
-        self.params: dict[str, ParamRef] = {}
+        self.param_paths: list[str] = []
+        """Canonical paths of the model's parameters, in model order (each tensor once)."""
         self.tensors: list[torch.Tensor] = []
-        """The parameters of :attr:`params`, in the same order, as found by the walk."""
+        """The parameters of :attr:`param_paths`, in the same order, as found by the walk."""
+        self.param_local: list[str] = []
+        """Each parameter's name in its module (``weight``)."""
+        self.param_bounds: list[int] = []
+        """Module ``i``'s own parameters are positions ``param_bounds[i]:param_bounds[i + 1]``."""
         self.aliases: dict[str, list[str]] = {}
+        self.special_modules: set[int] = set()
+        """Positions of modules whose parameters are not only their own columns: tied aliases
+        of another module's tensor, or tensors computed by a parametrization (``add_computed``)."""
         self.computed_candidates: list[tuple[str, nn.Module]] = []
         self.init_cfg_candidates: list[tuple[str, nn.Module]] = []
         """Modules with an ``init_cfg`` attribute of their own or of their class."""
-        self._direct: dict[str, list[ParamRef]] = {}
+        self._canonical: dict[int, str] = {}
+        self._computed: dict[str, list[ParamRef]] = {}
         self._globs: dict[tuple[str, str], dict[int, dict[str, int | str]]] = {}
         self._walk(model)
         self.module_paths = [path for path, _ in self.modules]
@@ -281,9 +296,13 @@ class ModelIndex:
         >>> ModelIndex(nn.DataParallel(nn.Sequential(nn.Linear(2, 2)))).module_paths
         ['', '0']
         """
-        canonical: dict[int, str] = {}
-        params, tensors, direct, aliases = self.params, self.tensors, self._direct, self.aliases
-        add, add_tensor = self.modules.append, tensors.append
+        canonical = self._canonical
+        paths, tensors, local_names = self.param_paths, self.tensors, self.param_local
+        bounds = self.param_bounds
+        aliases, special = self.aliases, self.special_modules
+        modules = self.modules
+        add, add_path, add_tensor, add_local, add_bound = (
+            modules.append, paths.append, tensors.append, local_names.append, bounds.append)
         computed, init_cfgs = self.computed_candidates.append, self.init_cfg_candidates.append
         stack: list[tuple[str, nn.Module]] = [("", model)]
         pop, push = stack.pop, stack.append
@@ -293,22 +312,22 @@ class ModelIndex:
             inner = WRAPPERS.get(type(module).__name__)
             prefix = path + "." if path else ""
             if inner not in children:  # a wrapper's child stands in its place, under its path
+                add_bound(len(paths))
                 add((path, module))
                 own = module._parameters
                 if own:
-                    refs = direct[path] = []
                     for local, param in own.items():
                         if param is None:
                             continue
                         full = prefix + local
                         first = canonical.setdefault(id(param), full)
-                        ref = ParamRef(first, path, local, module)
-                        refs.append(ref)
                         if first == full:
-                            params[full] = ref
+                            add_path(full)
                             add_tensor(param)
+                            add_local(local)
                         else:
                             aliases.setdefault(first, []).append(full)
+                            special.add(len(modules) - 1)
                 if module._forward_pre_hooks or "parametrizations" in children:
                     computed((path, module))
                 if "init_cfg" in module.__dict__ or _class_has_init_cfg(type(module)):
@@ -317,6 +336,58 @@ class ModelIndex:
                 for name, child in reversed(children.items()):
                     if child is not None:
                         push((path if name == inner else prefix + name, child))
+        add_bound(len(paths))
+
+    # ------------------------------------------------------------ parameter objects, on demand
+    @functools.cached_property
+    def param_owner(self) -> np.ndarray:
+        """The module position of each parameter (``int64``, parallel to :attr:`param_paths`)."""
+        return np.repeat(np.arange(len(self.modules)), np.diff(np.asarray(self.param_bounds)))
+
+    @functools.cached_property
+    def params(self) -> dict[str, ParamRef]:
+        """Canonical path -> :class:`ParamRef`, in model order (made on first access)."""
+        modules = self.modules
+        return {
+            path: ParamRef(path, modules[m][0], local, modules[m][1])
+            for path, m, local in zip(self.param_paths, self.param_owner.tolist(), self.param_local,
+                                      strict=True)
+        }
+
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Canonical parameter path -> its position in the columns."""
+        return {path: i for i, path in enumerate(self.param_paths)}
+
+    def direct_params(self, module_path: str) -> list[ParamRef]:
+        """Parameters registered on the module itself (not its children), tied aliases included:
+        an alias's ref has the canonical path and the alias's module and name."""
+        i = self.module_position.get(module_path)
+        if i is None:
+            return []
+        refs = self.params
+        paths = self.param_paths
+        if i in self.special_modules:
+            module = self.modules[i][1]
+            prefix = module_path + "." if module_path else ""
+            canonical = self._canonical
+            own = [ParamRef(canonical.get(id(p), prefix + n), module_path, n, module)
+                   for n, p in module._parameters.items() if p is not None]
+        else:
+            own = [refs[paths[j]] for j in range(self.param_bounds[i], self.param_bounds[i + 1])]
+        return own + self._computed.get(module_path, [])
+
+    def add_computed(self, ref: ParamRef) -> None:
+        """Make a tensor computed by a parametrization selectable as a parameter of its module."""
+        self._computed.setdefault(ref.module_path, []).append(ref)
+        self.special_modules.add(self.module_position[ref.module_path])
+
+    @functools.cached_property
+    def local_ids(self) -> tuple[list[str], np.ndarray]:
+        """The distinct local parameter names, and each parameter's index into them (``int32``)."""
+        ids: dict[str, int] = {}
+        codes = [ids.setdefault(name, len(ids)) for name in self.param_local]
+        return list(ids), np.asarray(codes, dtype=np.int32)
 
     @functools.cached_property
     def by_class(self) -> dict[type, list[int]]:
@@ -326,16 +397,17 @@ class ModelIndex:
             out.setdefault(type(module), []).append(i)
         return out
 
-    def modules_of(self, classes: Iterable[type]) -> list[tuple[str, nn.Module]]:
-        """The modules of exactly these classes, in model order."""
+    def positions_of(self, classes: Iterable[type]) -> list[int]:
+        """Positions in :attr:`modules` of the modules of exactly these classes, in model order."""
         lists = [self.by_class[c] for c in classes]
-        positions = lists[0] if len(lists) == 1 else sorted(i for found in lists for i in found)
-        modules = self.modules
-        return [modules[i] for i in positions]
+        if not lists:
+            return []
+        return lists[0] if len(lists) == 1 else sorted(i for found in lists for i in found)
 
-    def direct_params(self, module_path: str) -> list[ParamRef]:
-        """Parameters registered on the module itself (not its children)."""
-        return self._direct.get(module_path, [])
+    @functools.cached_property
+    def bounds_array(self) -> np.ndarray:
+        """:attr:`param_bounds` as an ``int64`` array."""
+        return np.asarray(self.param_bounds, dtype=np.int64)
 
     # ------------------------------------------------------------ path globs, once per pattern
     @functools.cached_property
@@ -353,7 +425,8 @@ class ModelIndex:
         return ends
 
     @functools.cached_property
-    def _positions(self) -> dict[str, int]:
+    def module_position(self) -> dict[str, int]:
+        """Module path -> its position in :attr:`modules`."""
         return {path: i for i, path in enumerate(self.module_paths)}
 
     @functools.cached_property
@@ -370,7 +443,7 @@ class ModelIndex:
         """Positions in :attr:`modules` of ``scope`` and its subtree (``""``: the whole model)."""
         if not scope:
             return range(len(self.modules))
-        start = self._positions.get(scope)
+        start = self.module_position.get(scope)
         return range(0) if start is None else range(start, self.subtree_ends[start])
 
     def glob_positions(self, pattern: str, scope: str = "") -> dict[int, dict[str, int | str]]:
