@@ -1,31 +1,35 @@
-"""The plan in columns: one list per field over the model's parameters, and a mapping view.
+"""The plan in columns: what happens to each parameter, as one small integer per parameter.
 
-A plan of 10⁵ parameters is 10⁵ rows of a few fields. Keeping each field as one list
-(positions as in :class:`~hydra_init.engine.select.ModelIndex`) lets planning fill whole
-groups of parameters at once and lets execution and the report read only the fields they
-need; no per-parameter object is made unless something asks for it.
-:class:`Entries` is the ``path -> PlanEntry`` view of the same data, for the code that
-works entry by entry (parametrizations, mmengine's ``init_weights`` order, errors).
+A plan of 10⁵ parameters is 10⁵ rows of a few fields, and nearly all of them repeat: every
+``Linear(768, 768)`` weight of a model has the same source, rule, initializer, role, draw,
+shape and dtype. So a row's fields are a :class:`Kind`, kept once in a table, and the plan
+holds one ``int32`` kind per parameter (positions as in
+:class:`~hydra_init.engine.select.ModelIndex`). Planning fills whole groups of parameters
+at once; execution and the report count and select with array operations over the kinds;
+no per-parameter object is made unless something asks for it. :class:`Entries` is the
+``path -> PlanEntry`` view of the same data, for code that works entry by entry
+(parametrizations, mmengine's ``init_weights`` order, errors).
 
 >>> import torch.nn as nn
 >>> from hydra_init.engine.select import ModelIndex
 >>> columns = PlanColumns(ModelIndex(nn.Linear(2, 2)))
->>> columns.source, columns.entry(1).path
+>>> columns.sources(), columns.entry(1).path
 (['default', 'default'], 'bias')
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from .select import ModelIndex, ParamRef
 
-__all__ = ["Entries", "PlanColumns", "PlanEntry"]
+__all__ = ["Entries", "Kind", "PlanColumns", "PlanEntry"]
 
 WEIGHT = "weight"
 
@@ -56,41 +60,72 @@ class PlanEntry:
         return self.ref.path
 
 
-class PlanColumns:
-    """The plan's fields over the index's parameters, one list each (position ``i`` is
-    ``index.param_paths[i]``). A parameter reached through a parametrization keeps its
-    own ref in :attr:`refs`; every other one is ``index``'s."""
+class Kind(NamedTuple):
+    """The fields a group of parameters shares (every field of a :class:`PlanEntry` but its ref)."""
 
-    __slots__ = (
-        "draw",
-        "dtype",
-        "index",
-        "init",
-        "loaded",
-        "note",
-        "refs",
-        "role",
-        "rule",
-        "shape",
-        "source",
-    )
+    source: str
+    rule: Any = None
+    init: Any = None
+    role: str = WEIGHT
+    draw: Any = None
+    loaded: Any = None
+    note: str = ""
+    shape: torch.Size | None = None
+    dtype: torch.dtype | None = None
+
+
+class PlanColumns:
+    """The plan over the index's parameters: :attr:`kind` (position -> kind id, ``int32``) and
+    :attr:`kinds` (the table). A parameter reached through a parametrization keeps its own
+    ref in :attr:`refs`; every other one is the index's."""
+
+    __slots__ = ("_ids", "index", "kind", "kinds", "refs")
 
     def __init__(self, index: ModelIndex, note: str = "") -> None:
-        n = len(index.param_paths)
         self.index = index
-        self.source: list[str] = ["default"] * n
-        self.rule: list[Any] = [None] * n
-        self.init: list[Any] = [None] * n
-        self.role: list[str] = [WEIGHT] * n
-        self.draw: list[Any] = [None] * n
-        self.loaded: list[Any] = [None] * n
-        self.note: list[str] = [note] * n
-        self.shape: list[torch.Size | None] = [None] * n
-        self.dtype: list[torch.dtype | None] = [None] * n
+        self.kinds: list[Kind] = []
+        self._ids: dict[tuple, int] = {}
+        self.kind_id(Kind("default", note=note))
+        self.kind = np.zeros(len(index.param_paths), dtype=np.int32)
         self.refs: dict[int, Any] = {}
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.kind)
+
+    def kind_id(self, kind: Kind) -> int:
+        """The id of ``kind`` in the table (added when new; objects compared by identity)."""
+        key = tuple(f if type(f) in (str, torch.Size) or f is None else id(f) for f in kind)
+        found = self._ids.get(key)
+        if found is None:
+            found = self._ids[key] = len(self.kinds)
+            self.kinds.append(kind)  # holds the objects, so their ids stay unique
+        return found
+
+    def at(self, i: int) -> Kind:
+        """The fields of parameter ``i``."""
+        return self.kinds[self.kind[i]]
+
+    def per_param(self, field: str) -> list[Any]:
+        """One field of every parameter, in model order."""
+        column = [getattr(k, field) for k in self.kinds]
+        return [column[k] for k in self.kind.tolist()]
+
+    def sources(self) -> list[str]:
+        return self.per_param("source")
+
+    def positions(self, *sources: str) -> list[int]:
+        """Positions whose source is one of ``sources``, in model order."""
+        return self.where(lambda kind: kind.source in sources)
+
+    def where(self, test: Callable[[Kind], bool]) -> list[int]:
+        """Positions whose kind passes ``test`` (asked once per kind), in model order."""
+        wanted = np.array([bool(test(k)) for k in self.kinds], dtype=bool)
+        return np.flatnonzero(wanted[self.kind]).tolist()
+
+    def counts(self) -> list[tuple[Kind, int]]:
+        """Each kind with how many parameters have it (those with at least one)."""
+        counts = np.bincount(self.kind, minlength=len(self.kinds)).tolist()
+        return [(k, n) for k, n in zip(self.kinds, counts, strict=True) if n]
 
     def ref(self, i: int) -> Any:
         """The ref of parameter ``i`` (made on demand, without indexing every parameter)."""
@@ -119,25 +154,15 @@ class PlanColumns:
         return [modules[owners[i]][1]._parameters[local[i]] for i in positions]
 
     def entry(self, i: int) -> PlanEntry:
-        return PlanEntry(self.ref(i), self.source[i], self.rule[i], self.init[i], self.role[i],
-                         self.draw[i], self.loaded[i], self.note[i], self.shape[i], self.dtype[i])
+        return PlanEntry(self.ref(i), *self.kinds[self.kind[i]])
 
     def set(self, i: int, entry: PlanEntry) -> None:
-        self.source[i], self.rule[i], self.init[i], self.role[i] = (
-            entry.source, entry.rule, entry.init, entry.role)
-        self.draw[i], self.loaded[i], self.note[i] = entry.draw, entry.loaded, entry.note
-        self.shape[i], self.dtype[i] = entry.shape, entry.dtype
+        self.kind[i] = self.kind_id(Kind(entry.source, entry.rule, entry.init, entry.role, entry.draw,
+                                         entry.loaded, entry.note, entry.shape, entry.dtype))
         if type(entry.ref) is ParamRef:
             self.refs.pop(i, None)
         else:
             self.refs[i] = entry.ref
-
-    def positions(self, *sources: str) -> list[int]:
-        """Positions whose source is one of ``sources``, in model order."""
-        if len(sources) == 1:
-            wanted = sources[0]
-            return [i for i, s in enumerate(self.source) if s == wanted]
-        return [i for i, s in enumerate(self.source) if s in sources]
 
 
 def owner_of(index: ModelIndex, i: int) -> int:

@@ -82,13 +82,13 @@ def _seeded_reset(module: nn.Module, key: int, init: Default | None = None) -> N
             (init or Default()).reset(module)
 
 
-def _work(plan: Plan, writes: list[tuple[int, torch.Tensor]],
+def _work(plan: Plan, writes: list[tuple[int, torch.Tensor, Draw]],
           seed: int) -> tuple[list[Job], list[Task], int]:
     """Jobs for the parallel batch, tasks for whole-tensor draws, and the values written.
 
-    ``writes`` are the column positions with an engine draw and their parameters
-    (:func:`_check_storage`), looked up again when user code ran in between (a
-    ``reset_parameters()`` may assign new ones).
+    ``writes`` are the column positions with an engine draw, their parameters and draws
+    (:func:`_check_storage`); parameters are looked up again when user code ran in between
+    (a ``reset_parameters()`` may assign new ones).
     """
     jobs: list[Job] = []
     tasks: list[Task] = []
@@ -96,15 +96,14 @@ def _work(plan: Plan, writes: list[tuple[int, torch.Tensor]],
     Parameter = nn.Parameter
     blocks = plan.blocks
     columns = plan.columns
-    paths, draws = columns.index.param_paths, columns.draw
+    paths = columns.index.param_paths
     whole_on_every_rank: list[str] = []
     add_job = jobs.append
     refresh = bool(plan.resets or plan.computed)
-    for i, param in writes:
+    for i, param, draw in writes:
         if refresh:
             param = columns.param(i)
         # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
-        draw = draws[i]
         shape = param.shape
         numel = shape.numel()
         if not numel:
@@ -174,26 +173,26 @@ def _run_builtin(plan: Plan, jobs: list[Job], whole: list[Task], values: int) ->
 
         columns = plan.columns
         for i in columns.positions("pretrained"):
-            copy_loaded(columns.param(i), columns.loaded[i])
+            copy_loaded(columns.param(i), columns.at(i).loaded)
         copy_buffers(plan.pretrained)
     for entry in plan.padding:
         if entry.source in ("rule", "reset"):
             zero_row(entry.ref.param, entry.ref.module.padding_idx)
 
 
-def _check_storage(plan: Plan) -> tuple[bool, list[tuple[int, torch.Tensor]]]:
+def _check_storage(plan: Plan) -> tuple[bool, list[tuple[int, torch.Tensor, Draw]]]:
     """Refuse, before writing anything, parameters that have no storage (``meta`` tensors).
 
     Returns whether any parameter is sharded (a DTensor), and the column positions the
     engine draws (source ``rule`` with a draw; ``None`` is a write through a
-    parametrization) with their parameters, read once here.
+    parametrization) with their parameters, read once here, and their draws.
     """
     sharded = False
     writes = []
     Parameter = nn.Parameter
     columns = plan.columns
-    sources, draws = columns.source, columns.draw
-    positions = [i for i, source in enumerate(sources) if source != "default" and source != "lazy"]
+    kinds, kind_of = columns.kinds, columns.kind.tolist()
+    positions = columns.where(lambda kind: kind.source not in ("default", "lazy"))
     for i, param in zip(positions, columns.params(positions), strict=True):
         local = param
         if type(param) is not Parameter and is_dtensor(param):
@@ -206,8 +205,9 @@ def _check_storage(plan: Plan) -> tuple[bool, list[tuple[int, torch.Tensor]]]:
                 hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
                 "it in one step with hydra_init.meta.build_and_init",
             )
-        if sources[i] == "rule" and draws[i] is not None:
-            writes.append((i, param))
+        kind = kinds[kind_of[i]]
+        if kind.draw is not None and kind.source == "rule":
+            writes.append((i, param, kind.draw))
     return sharded, writes
 
 

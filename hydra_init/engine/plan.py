@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import BUILTIN_DRAWS, Draw, FillDraw, Tiles
-from .columns import Entries, PlanColumns, PlanEntry, owner_of
+from .columns import Entries, Kind, PlanColumns, PlanEntry, owner_of
 from .overlaps import check_overlaps
 from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
@@ -518,7 +518,7 @@ def build_plan(
         plan.computed = finish_computed(plan.entries, computed)
     # a parameter that is a view of another: refused when written
     check_overlaps(index.tensors, columns.entry)
-    replayed = sum(r is replay_rule for r in columns.rule) if replay else 0
+    replayed = sum(n for kind, n in columns.counts() if kind.rule is replay_rule) if replay else 0
     if replayed:  # counted after the resets, which take over their modules' parameters
         plan.rules.append(replay_rule)
         plan.matched[replay_rule.label] = replayed
@@ -530,28 +530,25 @@ def _fill_settled(columns: PlanColumns, skip: Sequence[str], skip_note: str,
     """Columns of the parameters no rule decides: under a skipped subtree (left as they are),
     lazy (uninitialized), loaded from a checkpoint. Returns their positions (``None``: none)."""
     index = columns.index
-    source, note = columns.source, columns.note
+    kind = columns.kind
     taken: list[int] = []
     if skip:
         skipped = tuple(prefix + "." for prefix in skip)
-        for i, path in enumerate(index.param_paths):
-            if path.startswith(skipped):
-                source[i], note[i] = "default", skip_note
-                taken.append(i)
+        found = [i for i, path in enumerate(index.param_paths) if path.startswith(skipped)]
+        kind[found] = columns.kind_id(Kind("default", note=skip_note))
+        taken += found
     lazy = nn.parameter.UninitializedTensorMixin  # not UninitializedParameter: its isinstance is slow
-    if any(issubclass(kind, lazy) for kind in set(map(type, index.tensors))):
+    if any(issubclass(cls, lazy) for cls in set(map(type, index.tensors))):
         done = set(taken)
-        for i, tensor in enumerate(index.tensors):
-            if i not in done and isinstance(tensor, lazy):
-                source[i], note[i] = "lazy", "uninitialized (lazy) parameter"
-                taken.append(i)
+        found = [i for i, t in enumerate(index.tensors) if i not in done and isinstance(t, lazy)]
+        kind[found] = columns.kind_id(Kind("lazy", note="uninitialized (lazy) parameter"))
+        taken += found
     if loaded:
         done = set(taken)
         for path, tensor_ref in loaded.items():
             i = index.position.get(path)
             if i is not None and i not in done:
-                source[i], columns.rule[i], columns.loaded[i], note[i] = (
-                    "pretrained", tensor_ref.rule, tensor_ref, "")
+                kind[i] = columns.kind_id(Kind("pretrained", tensor_ref.rule, loaded=tensor_ref))
                 taken.append(i)
     return np.asarray(taken, dtype=np.int64) if taken else None
 
@@ -569,14 +566,14 @@ def _fill_won(columns: PlanColumns, make: _EntryMaker, rules: list[Rule], winner
     for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(won)], strict=True):
         k = int(by_rule[start])
         positions = won[start:end]
-        roles = [ROLES[r] for r in won_role[positions].tolist()]
+        roles = won_role[positions].tolist()
         rule = rules[k]
         if rule.expr:  # an initializer per module: entry by entry
             for i, role in zip(positions.tolist(), roles, strict=True):
-                columns.set(i, make.one(columns.ref(i), columns.index.tensors[i], rule, role,
+                columns.set(i, make.one(columns.ref(i), columns.index.tensors[i], rule, ROLES[role],
                                         captures_of[k]))
         else:
-            make.group(columns, positions.tolist(), roles, rule)
+            make.group(columns, positions, roles, rule)
 
 
 def _fill_unwritten(columns: PlanColumns, winner: np.ndarray, taken: np.ndarray | None,
@@ -596,12 +593,9 @@ def _fill_unwritten(columns: PlanColumns, winner: np.ndarray, taken: np.ndarray 
         if not has_no_storage(index.tensors[i]):
             continue
         if path in replay:
-            columns.source[i], columns.rule[i], columns.init[i], columns.note[i] = (
-                "custom", replay_rule, replay[path], "")
+            columns.kind[i] = columns.kind_id(Kind("custom", replay_rule, replay[path]))
         elif fallback is not None:
-            columns.source[i], columns.rule[i], columns.init[i], columns.note[i] = (
-                "reset", fallback, fallback.init, "")
-            columns.role[i] = index.param_local[i]
+            columns.kind[i] = columns.kind_id(Kind("reset", fallback, fallback.init, index.param_local[i]))
             adopted += 1
     return adopted
 
@@ -713,32 +707,34 @@ class _EntryMaker:
         self.draws: dict[tuple, tuple[Action, Draw, str]] = {}
         self.specialized: dict[tuple[int, str], Action] = {}
 
-    def group(self, columns: PlanColumns, positions: list[int], roles: list[str], rule: Rule) -> None:
-        """Fill the columns of the parameters at ``positions``, all won by ``rule`` (no ``expr``)."""
+    def group(self, columns: PlanColumns, positions: np.ndarray, roles: list[int], rule: Rule) -> None:
+        """Fill the columns of the parameters at ``positions`` (roles: 0 weight, 1 bias), all won
+        by ``rule`` (no ``expr``): one kind per distinct (role, shape, dtype)."""
         init = rule.init
         tensors = self.index.tensors
-        params = [tensors[i] for i in positions]
-        if all(type(t) is _Parameter for t in params):
-            locals_ = params
-        else:
-            locals_ = [t if type(t) is _Parameter else local_tensor(t) for t in params]
-        for j, local in enumerate(locals_):
-            if local.is_inference() or not local.is_contiguous() or local.dtype.is_complex:
-                _check_writable(rule, columns.ref(positions[j]), local)
-        source, rule_of, init_of, role_of = columns.source, columns.rule, columns.init, columns.role
+        where = positions.tolist()
+        params = [tensors[i] for i in where]
+        locals_ = params if set(map(type, params)) <= {_Parameter} else [
+            t if type(t) is _Parameter else local_tensor(t) for t in params]
+        dtypes = [t.dtype for t in locals_]
+        odd = [j for j, t in enumerate(locals_) if t.is_inference() or not t.is_contiguous()]
+        if any(d.is_complex for d in set(dtypes)):
+            odd = sorted({*odd, *(j for j, d in enumerate(dtypes) if d.is_complex)})
+        for j in odd:
+            _check_writable(rule, columns.ref(where[j]), locals_[j])
         if isinstance(init, Default):
-            for i, role in zip(positions, roles, strict=True):
-                source[i], rule_of[i], init_of[i], role_of[i], columns.note[i] = "reset", rule, init, role, ""
+            ids = [columns.kind_id(Kind("reset", rule, init, role)) for role in ROLES]
+            columns.kind[positions] = np.asarray(ids, dtype=np.int32)[roles]
             return
-        draw_of, note_of, shape_of, dtype_of = columns.draw, columns.note, columns.shape, columns.dtype
-        draws, key = self.draws, id(init)
-        for i, role, param, local in zip(positions, roles, params, locals_, strict=True):
-            shape, dtype = param.shape, local.dtype
-            known = draws.get((key, role, shape, dtype))
-            if known is None:
-                known = self._draw(rule, init, columns.ref(i), role, shape, dtype)
-            source[i], rule_of[i], init_of[i], role_of[i] = "rule", rule, init, role
-            draw_of[i], note_of[i], shape_of[i], dtype_of[i] = known[1], known[2], shape, dtype
+        keys = list(zip(roles, [t.shape for t in params], dtypes, strict=True))
+        ids: dict[tuple, int] = {}
+        first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # first occurrences
+        for key in dict.fromkeys(keys):  # each distinct (role, shape, dtype), in model order
+            role, shape, dtype = key
+            j = first[key]
+            _, draw, note = self._known(rule, init, columns.ref(where[j]), ROLES[role], shape, dtype)
+            ids[key] = columns.kind_id(Kind("rule", rule, init, ROLES[role], draw, None, note, shape, dtype))
+        columns.kind[positions] = [ids[key] for key in keys]
 
     def one(self, ref: Any, param: torch.Tensor, rule: Rule, role: str,
             captures: Mapping[str, Captures]) -> PlanEntry:
@@ -750,14 +746,15 @@ class _EntryMaker:
         if isinstance(init, Default):
             return PlanEntry(ref, "reset", rule=rule, init=init, role=role)
         shape, dtype = param.shape, local.dtype
-        known = self.draws.get((id(init), role, shape, dtype))
-        if known is None:
-            known = self._draw(rule, init, ref, role, shape, dtype)
-        return PlanEntry(ref, "rule", rule, init, role, known[1], None, known[2], shape, dtype)
+        _, draw, note = self._known(rule, init, ref, role, shape, dtype)
+        return PlanEntry(ref, "rule", rule, init, role, draw, None, note, shape, dtype)
 
-    def _draw(self, rule: Rule, init: Action, ref: Any, role: str, shape: torch.Size,
-              dtype: torch.dtype) -> tuple[Action, Draw, str]:
-        """The draw (checked) of one (initializer, role, shape, dtype), remembered."""
+    def _known(self, rule: Rule, init: Action, ref: Any, role: str, shape: torch.Size,
+               dtype: torch.dtype) -> tuple[Action, Draw, str]:
+        """The draw (checked) of one (initializer, role, shape, dtype), and its note; remembered."""
+        known = self.draws.get((id(init), role, shape, dtype))
+        if known is not None:
+            return known
         if not shape.numel():  # nothing to write, as torch.nn.init does for an empty tensor
             draw, note = FillDraw(0.0), "empty tensor: nothing to write"
         elif role == BIAS:
@@ -818,7 +815,7 @@ def _module_resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
     for m in ranges:
         for i in range(bounds[m], bounds[m + 1]):
             owner = owners.get(id(columns.ref(i).module))
-            if owner is not None and columns.source[i] in ("default", "custom"):  # the reset rewrites them
+            if owner is not None and columns.at(i).source in ("default", "custom"):  # the reset rewrites them
                 columns.set(i, PlanEntry(columns.ref(i), "reset", rule=owner[2], init=owner[2].init,
                                          role=index.param_local[i]))
     for path, entry in list(entries.extra.items()):

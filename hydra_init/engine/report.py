@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .columns import PlanColumns
+from .columns import Kind
 from .plan import Plan, without_gc
 
 __all__ = ["InitReport", "ParamRecord"]
@@ -55,66 +54,59 @@ class ParamRecord:
         return n
 
 
-def _describe(columns: PlanColumns, i: int, cache: dict[tuple[int, str], str]) -> tuple[str, str]:
-    """What parameter ``i``'s initializer is, and a detail (the plan's note, a checkpoint key)."""
-    source, note = columns.source[i], columns.note[i]
+def _describe(kind: Kind, ref: Any, cache: dict[tuple[int, str], str]) -> tuple[str, str]:
+    """What a parameter's initializer is, and a detail (the plan's note, a checkpoint key)."""
+    source, note = kind.source, kind.note
     if source == "pretrained":
-        loaded = columns.loaded[i]
+        loaded = kind.loaded
         return f"Pretrained({loaded.checkpoint})", f"{loaded.checkpoint}:{loaded.key}"
     if source in ("default", "lazy"):
         return "-", note
-    init, role = columns.init[i], columns.role[i]
     if source == "reset":
-        return init.reset_description(columns.ref(i).module), note
-    key = (id(init), role)  # one description per initializer and role, not per parameter
+        return kind.init.reset_description(ref().module), note
+    key = (id(kind.init), kind.role)  # one description per initializer and role, not per parameter
     text = cache.get(key)
     if text is None:
-        text = cache[key] = f"bias={init.bias_value:g}" if role == "bias" else init.describe()
+        text = cache[key] = f"bias={kind.init.bias_value:g}" if kind.role == "bias" else kind.init.describe()
     return text, note
 
 
 class _Columns:
-    """The report's per-parameter facts, gathered in one cheap pass over the plan's columns.
+    """The report's per-parameter facts, counted over the plan's kinds.
 
     Shapes and dtypes are the parameters' as written: read while planning where the plan
-    did (writing changes neither), else when the report is made. The :class:`ParamRecord`
-    rows are built from these columns only when someone reads :attr:`InitReport.params`,
+    did (writing changes neither), else when the report is made (:attr:`unread`). The
+    :class:`ParamRecord` rows are built only when someone reads :attr:`InitReport.params`,
     so a dry run of 10⁵ tensors that only logs the summary line never builds them.
     """
 
-    __slots__ = ("dtypes", "plan", "shapes", "sources", "values", "won")
+    __slots__ = ("count", "plan", "sources", "unread", "values", "won")
 
     def __init__(self, plan: Plan, written_by: dict[str, str]) -> None:
         columns = self.plan = plan.columns
-        self.won = _won(plan)
-        shapes, dtypes = list(columns.shape), list(columns.dtype)
-        unread = [i for i, shape in enumerate(shapes) if shape is None]
-        sources = columns.source
+        self.count = len(columns)
+        counts = columns.counts()
+        self.sources: Counter[str] = Counter()
+        self.won: dict[str, int] = defaultdict(int)
+        values = 0
+        for kind, n in counts:
+            self.sources[kind.source] += n
+            if kind.rule is not None:
+                self.won[kind.rule.label] += n
+            if kind.shape is not None:
+                values += kind.shape.numel() * n
+        unread = columns.where(lambda kind: kind.shape is None)
+        self.unread: dict[int, tuple[tuple[int, ...], Any]] = {}
         for i, param in zip(unread, columns.params(unread), strict=True):
-            dtypes[i] = param.dtype
-            shapes[i] = () if sources[i] == "lazy" else param.shape
-        self.shapes, self.dtypes = shapes, dtypes
-        counts = Counter(shapes)
-        self.values = sum(math.prod(shape) * n for shape, n in counts.items())
-        self.sources: Counter[str] = Counter(sources)
-        position = columns.index.position
+            lazy = columns.at(i).source == "lazy"
+            self.unread[i] = ((), param.dtype) if lazy else (param.shape, param.dtype)
+            values += 0 if lazy else param.numel()
+        self.values = values
         for path in written_by:
-            i = position.get(path)
+            i = columns.index.position.get(path)
             if i is not None:
-                self.sources[sources[i]] -= 1
+                self.sources[columns.at(i).source] -= 1
                 self.sources["custom"] += 1
-
-
-def _won(plan: Plan) -> dict[str, int]:
-    """How many parameters each rule label writes (counted by rule object, then labelled)."""
-    counts = Counter(map(id, plan.columns.rule))
-    counts.pop(id(None), None)
-    known = {id(r): r for r in plan.rules}
-    won: dict[str, int] = defaultdict(int)
-    for rule_id, n in counts.items():
-        rule = known.get(rule_id) or next(r for r in plan.columns.rule if id(r) == rule_id)
-        won[rule.label] += n
-    return won
 
 
 @without_gc  # built lazily, outside from_plan: 10^5 new records would set the collector scanning the model
@@ -126,14 +118,15 @@ def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
     dtype_names: dict[Any, str] = {}
     aliases_of = plan.aliases
     cols = columns.plan
-    paths, sources, rules = cols.index.param_paths, cols.source, cols.rule
-    for i, (path, shape, dtype) in enumerate(zip(paths, columns.shapes, columns.dtypes, strict=True)):
-        init, detail = _describe(cols, i, described)
-        source = sources[i]
+    kinds, unread = cols.kinds, columns.unread
+    for i, (path, k) in enumerate(zip(cols.index.param_paths, cols.kind.tolist(), strict=True)):
+        kind = kinds[k]
+        init, detail = _describe(kind, lambda: cols.ref(i), described)  # noqa: B023 - called at once
+        source = kind.source
         if not_loaded and source != "pretrained":
             detail = not_loaded.get(path, detail)
-        rule = rules[i]
-        label = rule.label if rule is not None else None
+        label = kind.rule.label if kind.rule is not None else None
+        shape, dtype = (kind.shape, kind.dtype) if kind.shape is not None else unread[i]
         name = dtype_names.get(dtype)
         if name is None:
             name = dtype_names[dtype] = str(dtype).removeprefix("torch.")
@@ -198,14 +191,14 @@ class InitReport:
         self.checkpoints: list[dict[str, Any]] = []
         self.not_loaded: dict[str, str] = {}
         self._counts = {s: columns.sources.get(s, 0) for s in SOURCES}
-        self._counts.update(params=len(columns.shapes), values=columns.values)
+        self._counts.update(params=columns.count, values=columns.values)
         not_loaded = _not_loaded(plan)
         self._build = lambda: _records(plan, columns, written_by, not_loaded)
         self._params: list[ParamRecord] | None = None
         if plan.pretrained:  # small models, and their warnings need the rows: build them now
             # "loaded" counts what each rule finally wrote: a higher-ranked Pretrained rule may take some
             cols = plan.columns
-            taken = Counter(id(cols.loaded[i].rule) for i in cols.positions("pretrained"))
+            taken = Counter(id(cols.at(i).loaded.rule) for i in cols.positions("pretrained"))
             self.checkpoints = [{**p.to_dict(), "loaded": taken[id(p.rule)]} for p in plan.pretrained]
             records = self.params
             self.not_loaded = {r.path: r.detail for r in records

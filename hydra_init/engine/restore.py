@@ -108,12 +108,10 @@ the model was restored to its state before the call
         if self.user_code_only and not (plan.computed or plan.custom_draws):
             return  # resets alone: their modules are guarded whole (_modules_touched)
         columns = plan.columns
-        sources, draws, refs = columns.source, columns.draw, columns.refs
-        for i, source in enumerate(sources):
-            if source in _UNTOUCHED:
-                continue
+        refs = columns.refs
+        for i in columns.where(lambda kind: kind.source not in _UNTOUCHED):
             if self.user_code_only and getattr(refs.get(i), "holder", None) is None and not (
-                    plan.custom_draws and is_custom(source, draws[i])):
+                    plan.custom_draws and is_custom(columns.at(i).source, columns.at(i).draw)):
                 continue
             yield columns.entry(i)
 
@@ -197,7 +195,8 @@ def is_custom(source: str, draw: Any) -> bool:
 def not_restored(plan: Any, error: BaseException, why: str) -> InitExecutionError:
     """The error for a failure that could not be undone: why, and which parameters may have changed."""
     columns = plan.columns
-    written = [columns.index.param_paths[i] for i, s in enumerate(columns.source) if s not in _UNTOUCHED]
+    paths = columns.index.param_paths
+    written = [paths[i] for i in columns.where(lambda kind: kind.source not in _UNTOUCHED)]
     shown = ", ".join(written[:8]) + (f", ... (+{len(written) - 8})" if len(written) > 8 else "")
     error_out = InitExecutionError(
         f"initialization failed after writing began: {error}; the model could NOT be restored ({why}), "

@@ -304,14 +304,23 @@ class ModelIndex:
         add, add_path, add_tensor, add_local, add_bound = (
             modules.append, paths.append, tensors.append, local_names.append, bounds.append)
         computed, init_cfgs = self.computed_candidates.append, self.init_cfg_candidates.append
+        # per class, looked up once: its wrapper attribute, whether it has an init_cfg, its positions
+        kinds: dict[type, tuple[str | None, bool, list[int]]] = {}
         stack: list[tuple[str, nn.Module]] = [("", model)]
         pop, push = stack.pop, stack.append
+        count = 0
         while stack:
             path, module = pop()
             children = module._modules
-            inner = WRAPPERS.get(type(module).__name__)
+            kind = kinds.get(type(module))
+            if kind is None:
+                cls = type(module)
+                kind = kinds[cls] = (WRAPPERS.get(cls.__name__), _class_has_init_cfg(cls), [])
+            inner = kind[0]
             prefix = path + "." if path else ""
-            if inner not in children:  # a wrapper's child stands in its place, under its path
+            if inner is None or inner not in children:  # a wrapper's child stands in its place
+                kind[2].append(count)
+                count += 1
                 add_bound(len(paths))
                 add((path, module))
                 own = module._parameters
@@ -327,16 +336,18 @@ class ModelIndex:
                             add_local(local)
                         else:
                             aliases.setdefault(first, []).append(full)
-                            special.add(len(modules) - 1)
+                            special.add(count - 1)
                 if module._forward_pre_hooks or "parametrizations" in children:
                     computed((path, module))
-                if "init_cfg" in module.__dict__ or _class_has_init_cfg(type(module)):
+                if kind[1] or "init_cfg" in module.__dict__:
                     init_cfgs((path, module))
             if children:
                 for name, child in reversed(children.items()):
                     if child is not None:
                         push((path if name == inner else prefix + name, child))
         add_bound(len(paths))
+        self.by_class = {cls: kind[2] for cls, kind in kinds.items() if kind[2]}
+        """Positions in :attr:`modules` of each class's modules (one MRO test per class suffices)."""
 
     # ------------------------------------------------------------ parameter objects, on demand
     @functools.cached_property
@@ -388,14 +399,6 @@ class ModelIndex:
         ids: dict[str, int] = {}
         codes = [ids.setdefault(name, len(ids)) for name in self.param_local]
         return list(ids), np.asarray(codes, dtype=np.int32)
-
-    @functools.cached_property
-    def by_class(self) -> dict[type, list[int]]:
-        """Positions in :attr:`modules` of each class's modules (one MRO test per class suffices)."""
-        out: dict[type, list[int]] = {}
-        for i, (_, module) in enumerate(self.modules):
-            out.setdefault(type(module), []).append(i)
-        return out
 
     def positions_of(self, classes: Iterable[type]) -> list[int]:
         """Positions in :attr:`modules` of the modules of exactly these classes, in model order."""
