@@ -726,15 +726,15 @@ class _EntryMaker:
             ids = [columns.kind_id(Kind("reset", rule, init, role)) for role in ROLES]
             columns.kind[positions] = np.asarray(ids, dtype=np.int32)[roles]
             return
-        keys = list(zip(roles, [t.shape for t in params], dtypes, strict=True))
-        ids: dict[tuple, int] = {}
-        first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # first occurrences
-        for key in dict.fromkeys(keys):  # each distinct (role, shape, dtype), in model order
-            role, shape, dtype = key
-            j = first[key]
+        keys = zip(roles, [t.shape for t in params], dtypes, strict=True)
+        local: dict[tuple, int] = {}  # each distinct (role, shape, dtype) -> its number, in model order
+        codes = np.asarray([local.setdefault(key, len(local)) for key in keys], dtype=np.int64)
+        first = np.unique(codes, return_index=True)[1].tolist()  # where each first occurs
+        ids = []
+        for (role, shape, dtype), j in zip(local, first, strict=True):
             _, draw, note = self._known(rule, init, columns.ref(where[j]), ROLES[role], shape, dtype)
-            ids[key] = columns.kind_id(Kind("rule", rule, init, ROLES[role], draw, None, note, shape, dtype))
-        columns.kind[positions] = [ids[key] for key in keys]
+            ids.append(columns.kind_id(Kind("rule", rule, init, ROLES[role], draw, None, note, shape, dtype)))
+        columns.kind[positions] = np.asarray(ids, dtype=np.int32)[codes]
 
     def one(self, ref: Any, param: torch.Tensor, rule: Rule, role: str,
             captures: Mapping[str, Captures]) -> PlanEntry:
