@@ -112,33 +112,42 @@ class _Columns:
 @without_gc  # built lazily, outside from_plan: 10^5 new records would set the collector scanning the model
 def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
              not_loaded: dict[str, str]) -> list[ParamRecord]:
-    """One :class:`ParamRecord` per parameter, from the columns."""
-    records = []
-    described: dict[tuple[int, str], str] = {}
-    dtype_names: dict[Any, str] = {}
-    aliases_of = plan.aliases
+    """One :class:`ParamRecord` per parameter, from the columns: the fields a kind's
+    parameters share are described once per kind (a reset's, and those of parameters whose
+    shape planning did not read, once per parameter)."""
     cols = columns.plan
     kinds, unread = cols.kinds, columns.unread
-    for i, (path, k) in enumerate(zip(cols.index.param_paths, cols.kind.tolist(), strict=True)):
-        kind = kinds[k]
-        init, detail = _describe(kind, lambda: cols.ref(i), described)  # noqa: B023 - called at once
-        source = kind.source
-        if not_loaded and source != "pretrained":
-            detail = not_loaded.get(path, detail)
-        label = kind.rule.label if kind.rule is not None else None
+    described: dict[tuple[int, str], str] = {}
+    dtype_names: dict[Any, str] = {}
+
+    def fields(kind: Kind, i: int | None) -> tuple[Any, ...]:
+        init, detail = _describe(kind, lambda: cols.ref(i), described)
         shape, dtype = (kind.shape, kind.dtype) if kind.shape is not None else unread[i]
         name = dtype_names.get(dtype)
         if name is None:
             name = dtype_names[dtype] = str(dtype).removeprefix("torch.")
-        shape = tuple(shape)
+        label = kind.rule.label if kind.rule is not None else None
+        return tuple(shape), name, kind.source, label, init, detail
+
+    shared = [None if k.source == "reset" or k.shape is None else fields(k, None) for k in kinds]
+    aliases_of = plan.aliases
+    records = []
+    for i, (path, k) in enumerate(zip(cols.index.param_paths, cols.kind.tolist(), strict=True)):
+        row = shared[k] or fields(kinds[k], i)
+        shape, name, source, label, init, detail = row
         if written_by and path in written_by:
             records.append(ParamRecord(path, shape, name, "custom", None, written_by[path],
                                        "" if label is None else f"overwrote rule {label!r} ({init})"))
             continue
+        if not_loaded and source != "pretrained":
+            detail = not_loaded.get(path, detail)
         aliases = tuple(aliases_of.get(path, ())) if aliases_of else ()
         if aliases:
             detail = "; ".join(filter(None, [detail, "tied: also " + ", ".join(aliases)]))
-        records.append(ParamRecord(path, shape, name, source, label, init, detail, aliases))
+        if detail is row[5] and not aliases:
+            records.append(ParamRecord(path, *row))
+        else:
+            records.append(ParamRecord(path, shape, name, source, label, init, detail, aliases))
     return records
 
 
