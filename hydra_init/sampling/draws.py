@@ -161,9 +161,9 @@ class FillDraw(Draw):
 def _hash_values(jobs: Sequence[Job]) -> np.ndarray:
     """The first counter-based proposal bits of every element of small jobs, concatenated."""
     from .keys import hash_bits, hash_salts
-    from .tiles import job_positions
+    from .tiles import job_positions, job_sizes
 
-    counts = np.array([j.out.numel() for j in jobs], dtype=np.int64)
+    counts = np.array(job_sizes(jobs), dtype=np.int64)
     if any(j.region is not None for j in jobs):  # shards of small tensors
         positions = np.concatenate([job_positions(j) for j in jobs])
     else:  # whole tensors: 0..n-1 each, without a Python loop
@@ -174,7 +174,9 @@ def _hash_values(jobs: Sequence[Job]) -> np.ndarray:
 
 
 def _affine(values: np.ndarray, jobs: Sequence[Job], scale: list[float], shift: list[float]) -> np.ndarray:
-    counts = [j.out.numel() for j in jobs]
+    from .tiles import job_sizes
+
+    counts = job_sizes(jobs)
     values *= np.repeat(np.array(scale, dtype=np.float64), counts)
     values += np.repeat(np.array(shift, dtype=np.float64), counts)
     return values

@@ -30,7 +30,8 @@ from .generators import FULL_STATE_SEEDING, HashSource, generator, tile_states
 from .keys import SMALL, TILE, tile_grid, tile_seed
 from .pool import run_parallel
 
-__all__ = ["Job", "Region", "Task", "fill_region_", "job_positions", "job_tasks", "region_tasks"]
+__all__ = ["Job", "Region", "Task", "fill_region_", "job_positions", "job_sizes", "job_tasks",
+           "region_tasks"]
 
 # ----------------------------------------------------------------------------- one tile
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -106,6 +107,13 @@ class Job(NamedTuple):
         return math.prod(self.shape)
 
 
+def job_sizes(jobs: Iterable[Job]) -> list[int]:
+    """The number of elements each job writes (``out.numel()``; read from the job's shape when it
+    writes a whole tensor, which skips a call into torch per job)."""
+    size = torch.Size
+    return [j.shape.numel() if j.region is None and type(j.shape) is size else j.out.numel() for j in jobs]
+
+
 def job_positions(job: Job) -> np.ndarray:
     """The flat (row-major) positions in the whole tensor of ``job.out``'s elements (``uint64``)."""
     if job.region is None:
@@ -176,7 +184,8 @@ def _small_task(jobs: Sequence[Job]) -> Task:
         groups: dict[tuple, list[Job]] = {}
         for j in jobs:  # values are per element, so any grouping gives the same values
             out = j.out
-            groups.setdefault((type(j.draw), out.shape, out.device, out.dtype), []).append(j)
+            shape = j.shape if j.region is None and type(j.shape) is torch.Size else out.shape
+            groups.setdefault((type(j.draw), shape, out.device, out.dtype), []).append(j)
         for (kind, shape, _, _), members in groups.items():
             values = kind.small_values(members)
             if values is not None:
@@ -211,8 +220,8 @@ def job_tasks(jobs: Iterable[Job]) -> list[Task]:
     fills: list[Job] = []
     small: list[Job] = []
     sizes: list[int] = []
-    for job in jobs:
-        size = job.out.numel()
+    jobs = list(jobs)
+    for job, size in zip(jobs, job_sizes(jobs), strict=True):
         if not size:
             continue
         if job.draw.constant:
