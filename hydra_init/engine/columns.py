@@ -13,8 +13,8 @@ no per-parameter object is made unless something asks for it. :class:`Entries` i
 >>> import torch.nn as nn
 >>> from hydra_init.engine.select import ModelIndex
 >>> columns = PlanColumns(ModelIndex(nn.Linear(2, 2)))
->>> columns.sources(), columns.entry(1).path
-(['default', 'default'], 'bias')
+>>> len(columns.kinds), columns.at(1).source, columns.entry(1).path
+(1, 'default', 'bias')
 """
 
 from __future__ import annotations
@@ -104,14 +104,6 @@ class PlanColumns:
     def at(self, i: int) -> Kind:
         """The fields of parameter ``i``."""
         return self.kinds[self.kind[i]]
-
-    def per_param(self, field: str) -> list[Any]:
-        """One field of every parameter, in model order."""
-        column = [getattr(k, field) for k in self.kinds]
-        return [column[k] for k in self.kind.tolist()]
-
-    def sources(self) -> list[str]:
-        return self.per_param("source")
 
     def positions(self, *sources: str) -> list[int]:
         """Positions whose source is one of ``sources``, in model order."""
