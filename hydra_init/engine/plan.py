@@ -56,10 +56,11 @@ _Parameter = nn.Parameter
 
 @dataclass
 class Plan:
-    """The resolved plan: entries by parameter path, rules, match counts, warnings and notes."""
+    """The resolved plan: what happens to each parameter, rules, match counts, warnings and notes."""
 
     columns: PlanColumns
-    """The plan's fields over the model's parameters, one list each (:mod:`.columns`)."""
+    """What happens to each parameter: a kind per parameter, into a table of shared fields
+    (:mod:`.columns`)."""
     rules: list[Rule]
     seed: int | None
     blocks: bool = False
@@ -230,7 +231,7 @@ def _selected_params(rule: Rule, index: ModelIndex, modules: Sequence[int]) -> S
         positions = positions[np.isin(ids[positions], chosen)]
         roles = np.zeros(len(positions), dtype=np.int8)
     else:
-        role_of = np.full(len(names) + 1, -1, dtype=np.int8)
+        role_of = np.full(len(names), -1, dtype=np.int8)
         for code, role in enumerate(ROLES):
             if role in names:
                 role_of[names.index(role)] = code
