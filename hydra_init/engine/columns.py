@@ -19,7 +19,6 @@ no per-parameter object is made unless something asks for it. :class:`Entries` i
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -125,25 +124,19 @@ class PlanColumns:
         if ref is not None:
             return ref
         index = self.index
-        module_path, module = index.modules[owner_of(index, i)]
+        module_path, module = index.modules[index.param_owner[i]]
         return ParamRef(index.param_paths[i], module_path, index.param_local[i], module)
 
     def param(self, i: int) -> torch.Tensor:
         """Parameter ``i`` as its module holds it now (a plan stays valid across ``to_empty``)."""
-        ref = self.refs.get(i)
-        if ref is not None:
-            return ref.param
-        index = self.index
-        return index.modules[owner_of(index, i)][1]._parameters[index.param_local[i]]
+        return self.params([i])[0]
 
     def params(self, positions: list[int]) -> list[torch.Tensor]:
         """:meth:`param` of many positions."""
-        if self.refs:
-            return [self.param(i) for i in positions]
-        index = self.index
-        owners = index.param_owner.tolist()
-        modules, local = index.modules, index.param_local
-        return [modules[owners[i]][1]._parameters[local[i]] for i in positions]
+        index, refs = self.index, self.refs
+        owners, modules, local = index.param_owner, index.modules, index.param_local
+        return [refs[i].param if i in refs else modules[owners[i]][1]._parameters[local[i]]
+                for i in positions]
 
     def entry(self, i: int) -> PlanEntry:
         return PlanEntry(self.ref(i), *self.kinds[self.kind[i]])
@@ -155,12 +148,6 @@ class PlanColumns:
             self.refs.pop(i, None)
         else:
             self.refs[i] = entry.ref
-
-
-def owner_of(index: ModelIndex, i: int) -> int:
-    """The module position that holds parameter ``i`` (the last module whose range starts at
-    or before ``i``: modules without parameters have empty ranges)."""
-    return bisect.bisect_right(index.param_bounds, i) - 1
 
 
 class Entries(MutableMapping[str, PlanEntry]):

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import InitConfigError, closest, did_you_mean
 from ..initializers import Action, Default, Initializer, Pretrained
 from ..sampling import BUILTIN_DRAWS, Draw, FillDraw, Tiles
-from .columns import Entries, Kind, PlanColumns, PlanEntry, owner_of
+from .columns import Entries, Kind, PlanColumns, PlanEntry
 from .overlaps import check_overlaps
 from .parametrized import add_computed_entries, find_computed, finish_computed, prepare_computed
 from .parse import ParsedConfig, parse_config, specialize
@@ -808,7 +808,7 @@ def _module_resets(plan: Plan) -> list[tuple[str, nn.Module, Rule]]:
             )
         if id(module) not in owners:
             owners[id(module)] = (entry.ref.module_path, module, entry.rule)
-            ranges.append(owner_of(index, i) if i is not None
+            ranges.append(index.param_owner[i] if i is not None
                           else index.module_position[entry.ref.module_path])
     if not owners:
         return []

@@ -351,9 +351,10 @@ class ModelIndex:
 
     # ------------------------------------------------------------ parameter objects, on demand
     @functools.cached_property
-    def param_owner(self) -> np.ndarray:
-        """The module position of each parameter (``int64``, parallel to :attr:`param_paths`)."""
-        return np.repeat(np.arange(len(self.modules)), np.diff(np.asarray(self.param_bounds)))
+    def param_owner(self) -> list[int]:
+        """The module position of each parameter (parallel to :attr:`param_paths`)."""
+        bounds = self.bounds_array
+        return np.repeat(np.arange(len(self.modules)), np.diff(bounds)).tolist()
 
     @functools.cached_property
     def params(self) -> dict[str, ParamRef]:
@@ -361,8 +362,7 @@ class ModelIndex:
         modules = self.modules
         return {
             path: ParamRef(path, modules[m][0], local, modules[m][1])
-            for path, m, local in zip(self.param_paths, self.param_owner.tolist(), self.param_local,
-                                      strict=True)
+            for path, m, local in zip(self.param_paths, self.param_owner, self.param_local, strict=True)
         }
 
     @functools.cached_property
