@@ -14,7 +14,10 @@ through :mod:`hydra_init.engine.sharding`: each rank writes only its shard.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,15 +25,20 @@ from ..errors import InitConfigError
 from ..initializers import Default
 from ..sampling import (
     BUILTIN_DRAWS,
+    SMALL,
     Draw,
     FillDraw,
+    Group,
     Job,
     Task,
     derive_key,
-    job_tasks,
+    derive_keys,
+    group_jobs,
+    group_tasks,
     materialize,
     run_parallel,
 )
+from .columns import Kind
 from .parametrized import through_parametrizations, write_computed
 from .plan import Plan, without_gc
 from .restore import EngineStep, Restorer
@@ -82,50 +90,115 @@ def _seeded_reset(module: nn.Module, key: int, init: Default | None = None) -> N
             (init or Default()).reset(module)
 
 
-def _work(plan: Plan, writes: list[tuple[int, torch.Tensor, Draw]],
-          seed: int) -> tuple[list[Job], list[Task], int]:
-    """Jobs for the parallel batch, tasks for whole-tensor draws, and the values written.
+@dataclass
+class _Work:
+    """What the engine draws: jobs (large tensors, shards, odd layouts), groups of small
+    tensors and of constants, whole-tensor tasks, and how many values in all."""
 
-    ``writes`` are the column positions with an engine draw, their parameters and draws
-    (:func:`_check_storage`); parameters are looked up again when user code ran in between
-    (a ``reset_parameters()`` may assign new ones).
+    jobs: list[Job] = field(default_factory=list)
+    small: list[Group] = field(default_factory=list)
+    fills: list[Group] = field(default_factory=list)
+    whole: list[Task] = field(default_factory=list)
+    values: int = 0
+    whole_on_every_rank: list[str] = field(default_factory=list)
+    """Sharded parameters drawn whole on every rank (flat tiles of a shard that is not one range)."""
+
+    def tasks(self) -> list[Task]:
+        """The parallel tasks (the whole-tensor ones parallelize inside themselves)."""
+        tiled, small, fills = group_jobs(self.jobs)
+        return group_tasks(tiled, self.small + small, self.fills + fills)
+
+    def split(self, test: Callable[[Draw], bool]) -> tuple[_Work, _Work]:
+        """The work whose draws pass ``test``, and the rest."""
+        parts = _Work(), _Work()
+        for name in ("jobs", "small", "fills", "whole"):
+            for item in getattr(self, name):
+                getattr(parts[not test(item.draw)], name).append(item)
+        return parts
+
+
+def _work(plan: Plan, positions: list[int], params: list[torch.Tensor], seed: int) -> _Work:
+    """The work of the parameters at ``positions`` (engine draws, :func:`_check_storage`).
+
+    Parameters of one kind (one draw, shape and dtype) that are plain, contiguous, on one
+    device and small go as one :class:`Group`, keyed in one pass; every other parameter
+    gets its own job or task. Parameters are looked up again when user code ran in
+    between (a ``reset_parameters()`` may assign new ones).
     """
-    jobs: list[Job] = []
-    tasks: list[Task] = []
-    values = 0
-    Parameter = nn.Parameter
-    blocks = plan.blocks
+    work = _Work()
+    if not positions:
+        return work
     columns = plan.columns
     paths = columns.index.param_paths
-    whole_on_every_rank: list[str] = []
-    add_job = jobs.append
     refresh = bool(plan.resets or plan.computed)
-    for i, param, draw in writes:
-        if refresh:
-            param = columns.param(i)
-        # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
-        shape = param.shape
-        numel = shape.numel()
-        if not numel:
-            continue
-        values += numel
-        fill = type(draw) is FillDraw
-        key = 0 if fill else derive_key(seed, paths[i], shape)
-        if type(param) is not Parameter and is_dtensor(param):
-            more_jobs, more_tasks = sharded_work(param, draw, key, blocks)
-            if more_tasks and draw.elementwise and not blocks:
-                whole_on_every_rank.append(paths[i])
-            jobs.extend(more_jobs)
-            for task in more_tasks:
-                task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
-                tasks.append(task)
-        elif fill or (draw.elementwise and param.is_contiguous()):  # a fill takes any layout
-            add_job(Job(param, draw, key, shape, None, blocks))
-        else:
-            tasks.append(_copy_task(param, draw, key, blocks))
-    if whole_on_every_rank:
-        _suggest_blocks(whole_on_every_rank)
-    return jobs, tasks, values
+    if refresh:
+        params = columns.params(positions)
+    kind_of = columns.kind[positions]
+    order = np.argsort(kind_of, kind="stable")
+    ends = [*(np.flatnonzero(np.diff(kind_of[order])) + 1).tolist(), len(order)]
+    order = order.tolist()
+    begin = 0
+    for end in ends:
+        members = order[begin:end]
+        begin = end
+        kind = columns.kinds[kind_of[members[0]]]
+        where = [positions[j] for j in members]
+        tensors = [params[j] for j in members]
+        if refresh or not _as_group(work, kind, where, tensors, paths, seed):
+            for i, param in zip(where, tensors, strict=True):
+                _one(work, plan, paths[i], param, kind.draw, seed)
+    return work
+
+
+def _as_group(work: _Work, kind: Kind, where: list[int], tensors: list[torch.Tensor],
+              paths: list[str], seed: int) -> bool:
+    """Add parameters of one kind to ``work`` as one group, if they can be: plain small (or
+    constant) tensors of the planned shape, contiguous (a constant takes any layout), on one
+    device with one dtype. Returns whether they were added."""
+    draw, shape = kind.draw, kind.shape
+    if shape is None or set(map(type, tensors)) != {nn.Parameter}:
+        return False
+    numel = shape.numel()
+    if draw.constant:
+        if len({t.device for t in tensors}) > 1:
+            return False
+        if numel:
+            work.fills.append(Group(draw, tensors, [], None))
+            work.values += numel * len(tensors)
+        return True
+    if not draw.elementwise or numel > SMALL or len({(t.device, t.dtype) for t in tensors}) > 1:
+        return False
+    if tensors[0].shape != shape or not all(t.is_contiguous() for t in tensors):
+        return False
+    if numel:
+        work.small.append(Group(draw, tensors, derive_keys(seed, [paths[i] for i in where], shape), shape))
+        work.values += numel * len(tensors)
+    return True
+
+
+def _one(work: _Work, plan: Plan, path: str, param: torch.Tensor, draw: Draw, seed: int) -> None:
+    """Add one parameter's job (or task) to ``work``."""
+    # Parameters are written in place under no_grad (execute's), so no `.data` alias is needed.
+    shape = param.shape
+    numel = shape.numel()
+    if not numel:
+        return
+    work.values += numel
+    blocks = plan.blocks
+    fill = type(draw) is FillDraw
+    key = 0 if fill else derive_key(seed, path, shape)
+    if type(param) is not nn.Parameter and is_dtensor(param):
+        more_jobs, more_tasks = sharded_work(param, draw, key, blocks)
+        if more_tasks and draw.elementwise and not blocks:
+            work.whole_on_every_rank.append(path)
+        work.jobs.extend(more_jobs)
+        for task in more_tasks:
+            task.draw = draw  # type: ignore[attr-defined] - custom draws run first (execute)
+            work.whole.append(task)
+    elif fill or (draw.elementwise and param.is_contiguous()):  # a fill takes any layout
+        work.jobs.append(Job(param, draw, key, shape, None, blocks))
+    else:
+        work.whole.append(_copy_task(param, draw, key, blocks))
 
 
 def _suggest_blocks(paths: list[str]) -> None:
@@ -145,27 +218,26 @@ def _copy_task(param: torch.Tensor, draw: Draw, key: int, blocks: bool) -> Task:
     return task
 
 
-def _run_custom(jobs: list[Job], whole: list[Task]) -> tuple[list[Job], list[Task]]:
-    """Run the jobs and whole-tensor tasks of custom draws; return the built-in rest."""
-    custom_jobs = [j for j in jobs if type(j.draw) not in BUILTIN_DRAWS]
-    custom_whole = [t for t in whole if type(t.draw) not in BUILTIN_DRAWS]
-    for task in custom_whole:
+def _run_custom(work: _Work) -> _Work:
+    """Run the work of custom draws; return the built-in rest."""
+    custom, builtin = work.split(lambda draw: type(draw) not in BUILTIN_DRAWS)
+    for task in custom.whole:
         task()
-    run_parallel(job_tasks(custom_jobs))
-    return ([j for j in jobs if type(j.draw) in BUILTIN_DRAWS],
-            [t for t in whole if type(t.draw) in BUILTIN_DRAWS])
+    run_parallel(custom.tasks())
+    builtin.values = work.values
+    return builtin
 
 
-def _run_builtin(plan: Plan, jobs: list[Job], whole: list[Task], values: int) -> None:
+def _run_builtin(plan: Plan, work: _Work) -> None:
     """The engine's own writes: built-in draws, checkpoint copies, padding rows."""
-    for task in whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
+    for task in work.whole:  # whole-tensor draws (QR, Dirac...) parallelize inside themselves
         task()
-    tasks = job_tasks(jobs)
-    if values >= _PROGRESS_MIN_VALUES:
+    tasks = work.tasks()
+    if work.values >= _PROGRESS_MIN_VALUES:
         from ..tools.progress import Progress
 
-        with Progress(total=values, desc="hydra_init") as progress:
-            run_parallel(progress.wrap(tasks, values))
+        with Progress(total=work.values, desc="hydra_init") as progress:
+            run_parallel(progress.wrap(tasks, work.values))
     else:
         run_parallel(tasks)
     if plan.pretrained:
@@ -180,41 +252,38 @@ def _run_builtin(plan: Plan, jobs: list[Job], whole: list[Task], values: int) ->
             zero_row(entry.ref.param, entry.ref.module.padding_idx)
 
 
-def _check_storage(plan: Plan) -> tuple[bool, list[tuple[int, torch.Tensor, Draw]]]:
+def _check_storage(plan: Plan) -> tuple[bool, list[int], list[torch.Tensor]]:
     """Refuse, before writing anything, parameters that have no storage (``meta`` tensors).
 
     Returns whether any parameter is sharded (a DTensor), and the column positions the
     engine draws (source ``rule`` with a draw; ``None`` is a write through a
-    parametrization) with their parameters, read once here, and their draws.
+    parametrization) with their parameters, read once here.
     """
-    sharded = False
-    writes = []
-    Parameter = nn.Parameter
     columns = plan.columns
-    kinds, kind_of = columns.kinds, columns.kind.tolist()
     positions = columns.where(lambda kind: kind.source not in ("default", "lazy"))
-    for i, param in zip(positions, columns.params(positions), strict=True):
-        local = param
-        if type(param) is not Parameter and is_dtensor(param):
-            sharded = True
-            local = param.to_local()
-        if local.is_meta:
-            raise InitConfigError(
-                "", f"parameter {columns.index.param_paths[i]!r} is on the meta device: it has no storage "
-                "to initialize",
-                hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
-                "it in one step with hydra_init.meta.build_and_init",
-            )
-        kind = kinds[kind_of[i]]
-        if kind.draw is not None and kind.source == "rule":
-            writes.append((i, param, kind.draw))
-    return sharded, writes
+    params = columns.params(positions)
+    sharded = False
+    local = params
+    if params and set(map(type, params)) != {nn.Parameter}:
+        local = [p.to_local() if type(p) is not nn.Parameter and is_dtensor(p) else p for p in params]
+        sharded = any(a is not b for a, b in zip(local, params, strict=True))
+    meta = [j for j, t in enumerate(local) if t.is_meta]
+    if meta:
+        raise InitConfigError(
+            "", f"parameter {columns.index.param_paths[positions[meta[0]]]!r} is on the meta device: it "
+            "has no storage to initialize",
+            hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
+            "it in one step with hydra_init.meta.build_and_init",
+        )
+    drawn = np.array([k.draw is not None and k.source == "rule" for k in columns.kinds], dtype=bool)
+    keep = np.flatnonzero(drawn[columns.kind[positions]]).tolist()
+    return sharded, [positions[j] for j in keep], [params[j] for j in keep]
 
 
 @without_gc
 def execute(plan: Plan) -> int:
     """Write the plan into the model; returns the seed that was used."""
-    sharded, writes = _check_storage(plan)
+    sharded, positions, params = _check_storage(plan)
     seed = effective_seed(plan.seed, sharded=sharded)
     with torch.no_grad():
         # Steps that run user code first (reset_parameters(), right_inverse, custom draws), with
@@ -224,9 +293,11 @@ def execute(plan: Plan) -> int:
                 reset_module(module, derive_key(seed, path, ()), rule.init)
             if plan.computed:
                 write_computed(plan.computed, seed, plan.blocks)
-            jobs, whole, values = _work(plan, writes, seed)
+            work = _work(plan, positions, params, seed)
+            if work.whole_on_every_rank:
+                _suggest_blocks(work.whole_on_every_rank)
             if plan.custom_draws:
-                jobs, whole = _run_custom(jobs, whole)
+                work = _run_custom(work)
         with EngineStep(plan):  # then the engine's own writes
-            _run_builtin(plan, jobs, whole, values)
+            _run_builtin(plan, work)
     return seed

@@ -60,9 +60,29 @@ from .draws import (
     UniformDraw,
 )
 from .generators import FULL_STATE_SEEDING
-from .keys import SMALL, TILE, TILE_ACCELERATOR, TILE_WIDTH, Grid, Tiles, derive_key, tile_grid, tile_seed
+from .keys import (
+    SMALL,
+    TILE,
+    TILE_ACCELERATOR,
+    TILE_WIDTH,
+    Grid,
+    Tiles,
+    derive_key,
+    derive_keys,
+    tile_grid,
+    tile_seed,
+)
 from .pool import Task, run_parallel
-from .tiles import Job, Region, fill_region_, job_tasks, region_tasks
+from .tiles import (
+    Group,
+    Job,
+    Region,
+    fill_region_,
+    group_jobs,
+    group_tasks,
+    job_tasks,
+    region_tasks,
+)
 from .whole import fill_, materialize
 
 __all__ = [
@@ -77,6 +97,7 @@ __all__ = [
     "EyeDraw",
     "FillDraw",
     "Grid",
+    "Group",
     "Job",
     "NormalDraw",
     "OrthogonalDraw",
@@ -86,8 +107,11 @@ __all__ = [
     "TruncNormalDraw",
     "UniformDraw",
     "derive_key",
+    "derive_keys",
     "fill_",
     "fill_region_",
+    "group_jobs",
+    "group_tasks",
     "job_tasks",
     "materialize",
     "region_tasks",

@@ -17,7 +17,7 @@ the built-in ones. Two kinds:
   the key (the same bits on every rank of a sharded model).
 
 A draw with ``constant = True`` (:class:`FillDraw`) has the same value at every
-position whatever the key; its jobs may have any shape and are filled together
+position whatever the key; its tensors may have any shape and are filled together
 by :meth:`Draw.fill_group`.
 
 >>> NormalDraw(0.0, 0.02).elementwise, OrthogonalDraw(1.0).elementwise
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from .tiles import Job
+    from .tiles import Group
 
 __all__ = [
     "BUILTIN_DRAWS",
@@ -105,19 +105,19 @@ class Draw:
 
         self.fill_from(buf, TorchSource(gen))
 
-    @classmethod
-    def small_values(cls, jobs: Sequence[Job]) -> np.ndarray | None:
-        """All elements of small jobs of this class in one vectorized pass (float64), or ``None``.
+    def small_values(self, group: Group) -> np.ndarray | None:
+        """All elements of a group of small tensors of this draw in one vectorized pass
+        (float64, the group's outs concatenated in order), or ``None``.
 
-        ``None`` (the default) fills each job with :meth:`fill_from` from the
-        counter-based source; an override must return exactly those values.
+        ``None`` (the default) fills each tensor with :meth:`fill_from` from the
+        counter-based source; an override must return exactly those values
+        (:func:`first_bits` gives the first proposal of every element).
         """
         return None
 
-    @classmethod
-    def fill_group(cls, jobs: Sequence[Job]) -> None:
-        """Fill the jobs of a ``constant`` draw class together (any shapes)."""
-        raise TypeError(f"{cls.__name__} is not a constant draw")
+    def fill_group(self, outs: Sequence[torch.Tensor]) -> None:
+        """Fill tensors of any shapes, on one device, with this ``constant`` draw."""
+        raise TypeError(f"{type(self).__name__} is not a constant draw")
 
     # -------------------------------------------------------------- whole tensors
     def materialize(
@@ -143,43 +143,29 @@ class FillDraw(Draw):
     def fill_from(self, buf: torch.Tensor, src: Source) -> None:
         buf.fill_(self.value)
 
-    @classmethod
-    def fill_group(cls, jobs: Sequence[Job]) -> None:
-        by_device: dict[torch.device, list[Job]] = {}
-        for j in jobs:
-            if j.out.is_floating_point():
-                by_device.setdefault(j.out.device, []).append(j)
-            else:  # integer/bool buffers-as-parameters: a float scalar list cannot be added to them
-                j.out.fill_(j.draw.value)
-        for group in by_device.values():
-            outs = [j.out for j in group]
-            torch._foreach_zero_(outs)
-            if any(j.draw.value != 0.0 for j in group):
-                torch._foreach_add_(outs, [float(j.draw.value) for j in group])
+    def fill_group(self, outs: Sequence[torch.Tensor]) -> None:
+        floating = [t for t in outs if t.is_floating_point()]
+        if len(floating) < len(outs):  # integer/bool buffers-as-parameters: no float list add
+            for t in outs:
+                if not t.is_floating_point():
+                    t.fill_(self.value)
+        if floating:
+            torch._foreach_zero_(floating)
+            if self.value != 0.0:
+                torch._foreach_add_(floating, self.value)
 
 
-def _hash_values(jobs: Sequence[Job]) -> np.ndarray:
-    """The first counter-based proposal bits of every element of small jobs, concatenated."""
+def first_bits(group: Group) -> np.ndarray:
+    """The first counter-based proposal bits of every element of a small group, concatenated
+    (what :class:`~hydra_init.sampling.generators.HashSource` gives each tensor's first call)."""
     from .keys import hash_bits, hash_salts
-    from .tiles import job_positions, job_sizes
 
-    counts = np.array(job_sizes(jobs), dtype=np.int64)
-    if any(j.region is not None for j in jobs):  # shards of small tensors
-        positions = np.concatenate([job_positions(j) for j in jobs])
-    else:  # whole tensors: 0..n-1 each, without a Python loop
-        offsets = np.cumsum(counts) - counts
-        positions = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets, counts)
-        positions = positions.astype(np.uint64)
-    return hash_bits(np.repeat(hash_salts([j.key for j in jobs]), counts), positions)
-
-
-def _affine(values: np.ndarray, jobs: Sequence[Job], scale: list[float], shift: list[float]) -> np.ndarray:
-    from .tiles import job_sizes
-
-    counts = job_sizes(jobs)
-    values *= np.repeat(np.array(scale, dtype=np.float64), counts)
-    values += np.repeat(np.array(shift, dtype=np.float64), counts)
-    return values
+    numel, count = group.shape.numel(), len(group.keys)
+    if group.positions is None:  # whole tensors: 0..n-1 each
+        positions = np.tile(np.arange(numel, dtype=np.uint64), count)
+    else:
+        positions = group.positions.copy()  # hash_bits works in place
+    return hash_bits(np.repeat(hash_salts(group.keys), numel), positions)
 
 
 @dataclass(frozen=True)
@@ -196,12 +182,13 @@ class NormalDraw(Draw):
     def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
         buf.normal_(self.mean, self.std, generator=gen)  # one pass
 
-    @classmethod
-    def small_values(cls, jobs: Sequence[Job]) -> np.ndarray:
+    def small_values(self, group: Group) -> np.ndarray:
         from .keys import bits_to_normal
 
-        values = bits_to_normal(_hash_values(jobs))
-        return _affine(values, jobs, [j.draw.std for j in jobs], [j.draw.mean for j in jobs])
+        values = bits_to_normal(first_bits(group))
+        values *= self.std
+        values += self.mean
+        return values
 
 
 @dataclass(frozen=True)
@@ -218,12 +205,13 @@ class UniformDraw(Draw):
     def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
         buf.uniform_(self.low, self.high, generator=gen)
 
-    @classmethod
-    def small_values(cls, jobs: Sequence[Job]) -> np.ndarray:
+    def small_values(self, group: Group) -> np.ndarray:
         from .keys import bits_to_uniform
 
-        values = bits_to_uniform(_hash_values(jobs))
-        return _affine(values, jobs, [j.draw.high - j.draw.low for j in jobs], [j.draw.low for j in jobs])
+        values = bits_to_uniform(first_bits(group))
+        values *= self.high - self.low
+        values += self.low
+        return values
 
 
 @dataclass(frozen=True)

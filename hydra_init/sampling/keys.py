@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 __all__ = ["SMALL", "TILE", "TILE_ACCELERATOR", "TILE_WIDTH", "Grid", "Tiles", "bits_to_normal",
-           "bits_to_uniform", "derive_key", "hash_bits", "hash_salts", "mix64", "stream", "tile_grid",
-           "tile_seed"]
+           "bits_to_uniform", "derive_key", "derive_keys", "hash_bits", "hash_salts", "mix64", "stream",
+           "tile_grid", "tile_seed"]
 
 TILE = 1 << 17
 """Elements per tile on CPU (at most). Part of the value format of large CPU tensors."""
@@ -89,8 +89,20 @@ def derive_key(seed: int, path: str, shape: Sequence[int]) -> int:
     >>> derive_key(0, "fc.weight", (2, 3)) == derive_key(1, "fc.weight", (2, 3))
     False
     """
-    text = f"{int(seed)}\x00{path}\x00{_shape_text(tuple(shape))}".encode()
-    return int.from_bytes(_blake2b(text, digest_size=8).digest(), "little")
+    return derive_keys(seed, [path], shape)[0]
+
+
+def derive_keys(seed: int, paths: Sequence[str], shape: Sequence[int]) -> list[int]:
+    """:func:`derive_key` of many paths that share one shape (BLAKE2b-64 of
+    ``"{seed}\\0{path}\\0{shape as d0,d1,...}"``, little-endian).
+
+    >>> derive_keys(0, ["a", "b"], (2,)) == [derive_key(0, "a", (2,)), derive_key(0, "b", (2,))]
+    True
+    """
+    head, tail = f"{int(seed)}\x00", f"\x00{_shape_text(tuple(shape))}"
+    blake2b, from_bytes = _blake2b, int.from_bytes
+    return [from_bytes(blake2b(f"{head}{path}{tail}".encode(), digest_size=8).digest(), "little")
+            for path in paths]
 
 
 @functools.lru_cache(maxsize=4096)

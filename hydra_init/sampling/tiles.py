@@ -30,8 +30,8 @@ from .generators import FULL_STATE_SEEDING, HashSource, generator, tile_states
 from .keys import SMALL, TILE, tile_grid, tile_seed
 from .pool import run_parallel
 
-__all__ = ["Job", "Region", "Task", "fill_region_", "job_positions", "job_sizes", "job_tasks",
-           "region_tasks"]
+__all__ = ["Group", "Job", "Region", "Task", "fill_region_", "group_jobs", "group_tasks", "job_positions",
+           "job_sizes", "job_tasks", "region_tasks"]
 
 # ----------------------------------------------------------------------------- one tile
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -160,50 +160,82 @@ def _tile_tasks(job: Job) -> list[Task]:
     return tasks
 
 
+class Group(NamedTuple):
+    """Tensors written together by one draw: small whole tensors (or small regions) of one
+    shape, dtype and device, drawn in one vectorized pass; or, for a ``constant`` draw, any
+    tensors on one device.
+
+    ``keys[k]`` is the key of ``outs[k]``; ``shape`` is every out's shape. ``positions``
+    is ``None`` when every out is a whole tensor (positions ``0..n-1`` each), else the flat
+    positions (``uint64``) of all their elements in their whole tensors, concatenated.
+    A constant draw's group has no keys and any shapes (``shape`` is ``None``).
+
+    >>> import torch
+    >>> from hydra_init.sampling import NormalDraw
+    >>> outs = [torch.empty(2, 3) for _ in range(4)]
+    >>> group = Group(NormalDraw(0.0, 1.0), outs, [11, 12, 13, 14], outs[0].shape)
+    >>> run_parallel(group_tasks([], [group]))
+    >>> one = torch.empty(2, 3)
+    >>> fill_region_(one, NormalDraw(0.0, 1.0), 13, one.shape)
+    >>> torch.equal(outs[2], one)
+    True
+    """
+
+    draw: Draw
+    outs: list[torch.Tensor]
+    keys: list[int]
+    shape: torch.Size | None
+    positions: np.ndarray | None = None
+
+    def slice(self, start: int, stop: int) -> Group:
+        """Outs ``start:stop`` of the group (and their keys and positions)."""
+        positions = self.positions
+        if positions is not None:
+            numel = self.shape.numel()
+            positions = positions[start * numel : stop * numel]
+        return Group(self.draw, self.outs[start:stop], self.keys[start:stop], self.shape, positions)
+
+
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-def _small_group_(jobs: Sequence[Job], values: np.ndarray, shape: torch.Size) -> None:
-    """Write vectorized values (float64) into small jobs that share one shape, device and dtype."""
-    out = jobs[0].out
+def _small_group_(group: Group, values: np.ndarray) -> None:
+    """Write vectorized values (float64, the outs' elements concatenated) into a small group."""
+    out = group.outs[0]
     cast = _NUMPY_DTYPES.get(out.dtype)
     flat = torch.from_numpy(values.astype(cast)) if cast else torch.from_numpy(values).to(out.dtype)
-    parts = flat.to(out.device).view(len(jobs), *shape).unbind(0)  # views without a Python loop
-    torch._foreach_copy_([j.out for j in jobs], list(parts))
+    parts = flat.to(out.device).view(len(group.outs), *group.shape).unbind(0)  # views, no Python loop
+    torch._foreach_copy_(group.outs, list(parts))
 
 
-def _small_one_(job: Job) -> None:
-    """One small job from the counter-based source (float64, then cast)."""
-    buf = torch.empty(job.out.numel(), dtype=torch.float64)
-    job.draw.fill_from(buf, HashSource(job.key, 0 if job.region is None else job_positions(job)))
-    job.out.copy_(buf.view(job.out.shape))
+def _small_one_(group: Group, k: int) -> None:
+    """Out ``k`` of a small group from the counter-based source (float64, then cast)."""
+    out = group.outs[k]
+    numel = group.shape.numel()
+    positions = group.positions
+    start = 0 if positions is None else positions[k * numel : (k + 1) * numel]
+    buf = torch.empty(numel, dtype=torch.float64)
+    group.draw.fill_from(buf, HashSource(group.keys[k], start))
+    out.copy_(buf.view(out.shape))
 
 
-def _small_task(jobs: Sequence[Job]) -> Task:
+def _small_task(groups: Sequence[Group]) -> Task:
     def run() -> None:
-        groups: dict[tuple, list[Job]] = {}
-        for j in jobs:  # values are per element, so any grouping gives the same values
-            out = j.out
-            shape = j.shape if j.region is None and type(j.shape) is torch.Size else out.shape
-            groups.setdefault((type(j.draw), shape, out.device, out.dtype), []).append(j)
-        for (kind, shape, _, _), members in groups.items():
-            values = kind.small_values(members)
+        for group in groups:
+            values = group.draw.small_values(group)
             if values is not None:
-                _small_group_(members, values, shape)
+                _small_group_(group, values)
                 continue
-            for j in members:
-                _small_one_(j)
+            for k in range(len(group.outs)):
+                _small_one_(group, k)
 
     return run
 
 
-def _constant_task(jobs: Sequence[Job]) -> Task:
+def _constant_task(groups: Sequence[Group]) -> Task:
     def run() -> None:
-        by_kind: dict[type, list[Job]] = {}
-        for j in jobs:
-            by_kind.setdefault(type(j.draw), []).append(j)
-        for kind, members in by_kind.items():
-            kind.fill_group(members)
+        for group in groups:
+            group.draw.fill_group(group.outs)
 
     return run
 
@@ -211,42 +243,72 @@ def _constant_task(jobs: Sequence[Job]) -> Task:
 _SMALL_BATCH_ELEMENTS = 1 << 18  # a batch task's size: big enough to amortize, small enough to balance
 
 
-def job_tasks(jobs: Iterable[Job]) -> list[Task]:
-    """Tasks that execute ``jobs``: tiles of large tensors, batches of small ones, fills.
-
-    How jobs are batched never changes values (see the module docstring).
-    """
-    tiles: list[Task] = []
-    fills: list[Job] = []
-    small: list[Job] = []
-    sizes: list[int] = []
+def group_jobs(jobs: Iterable[Job]) -> tuple[list[Job], list[Group], list[Group]]:
+    """Split jobs into tiled ones and :class:`Group` s: small jobs of one draw (the same
+    object), shape, dtype, device and kind (whole or region), and constant ones per draw and device."""
+    tiled: list[Job] = []
+    small: dict[tuple, list[Job]] = {}
+    fills: dict[tuple, list[Job]] = {}
     jobs = list(jobs)
     for job, size in zip(jobs, job_sizes(jobs), strict=True):
         if not size:
             continue
+        out = job.out
         if job.draw.constant:
-            fills.append(job)
+            fills.setdefault((id(job.draw), out.device), []).append(job)
         elif (size if job.region is None else job.numel) <= SMALL:  # the whole tensor's size decides
-            small.append(job)
-            sizes.append(size)
+            whole = job.region is None and type(job.shape) is torch.Size
+            shape = job.shape if whole else out.shape
+            small.setdefault((id(job.draw), shape, out.device, out.dtype, whole), []).append(job)
         else:
-            tiles.extend(_tile_tasks(job))
-    tasks = tiles
-    batch: list[Job] = []
+            tiled.append(job)
+    groups = [
+        Group(members[0].draw, [j.out for j in members], [j.key for j in members], key[1],
+              None if key[4] else np.concatenate([job_positions(j) for j in members]))
+        for key, members in small.items()
+    ]
+    constants = [Group(members[0].draw, [j.out for j in members], [], None) for members in fills.values()]
+    return tiled, groups, constants
+
+
+def group_tasks(jobs: Iterable[Job], small: Sequence[Group] = (), fills: Sequence[Group] = ()) -> list[Task]:
+    """Tasks that execute tiled jobs, small groups and constant groups.
+
+    Small groups are cut into batches of about ``_SMALL_BATCH_ELEMENTS`` values, at
+    least one per thread when there is enough work. How they are batched never changes
+    values (see the module docstring).
+    """
+    tasks: list[Task] = []
+    for job in jobs:
+        tasks.extend(_tile_tasks(job))
+    sizes = [g.shape.numel() for g in small]
+    total = sum(n * len(g.outs) for n, g in zip(sizes, small, strict=True))
+    limit = min(_SMALL_BATCH_ELEMENTS, max(SMALL, -(-total // max(1, torch.get_num_threads()))))
+    batch: list[Group] = []
     size = 0
-    # at most _SMALL_BATCH_ELEMENTS a batch, and at least one batch per thread when there is enough
-    limit = min(_SMALL_BATCH_ELEMENTS, max(SMALL, -(-sum(sizes) // max(1, torch.get_num_threads()))))
-    for job, numel in zip(small, sizes, strict=True):
-        batch.append(job)
-        size += numel
-        if size >= limit:
-            tasks.append(_small_task(batch))
-            batch, size = [], 0
+    for group, numel in zip(small, sizes, strict=True):
+        start, count = 0, len(group.outs)
+        while start < count:
+            stop = min(count, start + max(1, -(-(limit - size) // numel)))
+            batch.append(group if (start, stop) == (0, count) else group.slice(start, stop))
+            size += (stop - start) * numel
+            start = stop
+            if size >= limit:
+                tasks.append(_small_task(batch))
+                batch, size = [], 0
     if batch:
         tasks.append(_small_task(batch))
     if fills:
         tasks.append(_constant_task(fills))
     return tasks
+
+
+def job_tasks(jobs: Iterable[Job]) -> list[Task]:
+    """Tasks that execute ``jobs``: tiles of large tensors, batches of small ones, fills.
+
+    How jobs are batched never changes values (see the module docstring).
+    """
+    return group_tasks(*group_jobs(jobs))
 
 
 def region_tasks(out: torch.Tensor, draw: Draw, key: int, shape: Sequence[int],
