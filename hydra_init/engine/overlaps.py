@@ -7,8 +7,9 @@ value one of them does not hold. When a rule writes any of them, the plan refuse
 naming both. (The same ``Parameter`` under two names is a tie, not an overlap:
 :class:`~hydra_init.engine.select.ModelIndex` lists it once, with its aliases.)
 
-Cost: one dict insert per parameter, keyed by its storage's address; the byte ranges
-are compared only for storages that hold more than one parameter.
+Cost: one storage address per parameter, and one set of them (a dict insert per
+parameter when two share a storage); the byte ranges are compared only for storages
+that hold more than one parameter.
 
 >>> import torch, torch.nn as nn
 >>> m = nn.Module()
@@ -34,6 +35,7 @@ from ..errors import InitConfigError
 __all__ = ["check_overlaps"]
 
 _SILENT = ("default", "lazy")
+_PLAIN = frozenset({torch.nn.Parameter, torch.Tensor})
 
 
 def _span(tensor: torch.Tensor) -> tuple[int, int]:
@@ -51,6 +53,8 @@ def check_overlaps(tensors: Sequence[torch.Tensor], entry_at: Callable[[int], An
     asked for only where two tensors share a storage. Meta tensors (a meta build's whole
     model) have no memory and cost one test each.
     """
+    if _surely_disjoint(tensors):
+        return
     first: dict[int, int] = {}
     shared: dict[int, list[int]] = {}
     for i, tensor in enumerate(tensors):
@@ -66,6 +70,24 @@ def check_overlaps(tensors: Sequence[torch.Tensor], entry_at: Callable[[int], An
     shared.pop(0, None)  # empty tensors: no memory at all
     for group in shared.values():
         _check_group([entry_at(i) for i in group])
+
+
+def _surely_disjoint(tensors: Sequence[torch.Tensor]) -> bool:
+    """The common cases, in one pass each: plain tensors that are all meta, or all on distinct
+    storages (empty ones have none). ``False`` means: look closer."""
+    if not set(map(type, tensors)) <= _PLAIN:
+        return False
+    meta = [t.is_meta for t in tensors]
+    if all(meta):
+        return True
+    if any(meta):
+        return False
+    try:
+        keys = [t.untyped_storage().data_ptr() for t in tensors]
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):  # sparse...: no plain storage
+        return False
+    distinct = set(keys)
+    return len(distinct) == len(keys) or (0 in distinct and len(distinct) - 1 + keys.count(0) == len(keys))
 
 
 def _check_group(group: list[Any]) -> None:
