@@ -14,6 +14,7 @@ through :mod:`hydra_init.engine.sharding`: each rank writes only its shard.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,6 +49,8 @@ logger = logging.getLogger("hydra_init")
 
 __all__ = ["effective_seed", "execute", "is_sharded", "reset_module"]
 
+_DEVICE, _IS_META = operator.attrgetter("device"), operator.attrgetter("is_meta")
+_DEVICE_DTYPE = operator.attrgetter("device", "dtype")
 _PROGRESS_MIN_VALUES = 50_000_000  # below this an init takes well under the progress delay
 
 
@@ -160,15 +163,15 @@ def _as_group(work: _Work, kind: Kind, where: list[int], tensors: list[torch.Ten
         return False
     numel = shape.numel()
     if draw.constant:
-        if len({t.device for t in tensors}) > 1:
+        if len(set(map(_DEVICE, tensors))) > 1:
             return False
         if numel:
             work.fills.append(Group(draw, tensors, [], None))
             work.values += numel * len(tensors)
         return True
-    if not draw.elementwise or numel > SMALL or len({(t.device, t.dtype) for t in tensors}) > 1:
+    if not draw.elementwise or numel > SMALL or len(set(map(_DEVICE_DTYPE, tensors))) > 1:
         return False
-    if tensors[0].shape != shape or not all(t.is_contiguous() for t in tensors):
+    if tensors[0].shape != shape or not all(map(torch.Tensor.is_contiguous, tensors)):
         return False
     if numel:
         work.small.append(Group(draw, tensors, derive_keys(seed, [paths[i] for i in where], shape), shape))
@@ -267,10 +270,10 @@ def _check_storage(plan: Plan) -> tuple[bool, list[int], list[torch.Tensor]]:
     if params and set(map(type, params)) != {nn.Parameter}:
         local = [p.to_local() if type(p) is not nn.Parameter and is_dtensor(p) else p for p in params]
         sharded = any(a is not b for a, b in zip(local, params, strict=True))
-    meta = [j for j, t in enumerate(local) if t.is_meta]
-    if meta:
+    if any(map(_IS_META, local)):
+        first = next(j for j, t in enumerate(local) if t.is_meta)
         raise InitConfigError(
-            "", f"parameter {columns.index.param_paths[positions[meta[0]]]!r} is on the meta device: it "
+            "", f"parameter {columns.index.param_paths[positions[first]]!r} is on the meta device: it "
             "has no storage to initialize",
             hint="materialize the model first (model.to_empty(device=...)), or build and initialize "
             "it in one step with hydra_init.meta.build_and_init",

@@ -25,6 +25,7 @@ init.rules.all: parameters 'big' (8,) and 'head' (4,) share memory
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = ["check_overlaps"]
 
 _SILENT = ("default", "lazy")
 _PLAIN = frozenset({torch.nn.Parameter, torch.Tensor})
+_IS_META, _ADDRESS = operator.attrgetter("is_meta"), torch.UntypedStorage.data_ptr
 
 
 def _span(tensor: torch.Tensor) -> tuple[int, int]:
@@ -77,13 +79,13 @@ def _surely_disjoint(tensors: Sequence[torch.Tensor]) -> bool:
     storages (empty ones have none). ``False`` means: look closer."""
     if not set(map(type, tensors)) <= _PLAIN:
         return False
-    meta = [t.is_meta for t in tensors]
+    meta = list(map(_IS_META, tensors))
     if all(meta):
         return True
     if any(meta):
         return False
     try:
-        keys = [t.untyped_storage().data_ptr() for t in tensors]
+        keys = list(map(_ADDRESS, map(torch.Tensor.untyped_storage, tensors)))
     except (RuntimeError, NotImplementedError, TypeError, ValueError):  # sparse...: no plain storage
         return False
     distinct = set(keys)

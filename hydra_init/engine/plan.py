@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -41,6 +42,9 @@ from .select import (
 )
 from .sharding import local_tensor
 from .sizes import Size, bind_sizes, needed_sizes, read_sizes, recognized_families
+
+_SHAPE, _DTYPE = operator.attrgetter("shape"), operator.attrgetter("dtype")
+_IS_INFERENCE, _IS_CONTIGUOUS = torch.Tensor.is_inference, torch.Tensor.is_contiguous
 
 __all__ = ["RESET_LABEL", "Plan", "PlanEntry", "build_plan", "has_no_storage"]
 
@@ -717,19 +721,19 @@ class _EntryMaker:
         params = [tensors[i] for i in where]
         locals_ = params if set(map(type, params)) <= {_Parameter} else [
             t if type(t) is _Parameter else local_tensor(t) for t in params]
-        dtypes = [t.dtype for t in locals_]
-        odd = [j for j, t in enumerate(locals_) if t.is_inference() or not t.is_contiguous()]
-        if any(d.is_complex for d in set(dtypes)):
-            odd = sorted({*odd, *(j for j, d in enumerate(dtypes) if d.is_complex)})
-        for j in odd:
-            _check_writable(rule, columns.ref(where[j]), locals_[j])
+        dtypes = list(map(_DTYPE, locals_))  # map with C getters: no Python frame per tensor
+        if any(map(_IS_INFERENCE, locals_)) or not all(map(_IS_CONTIGUOUS, locals_)) or any(
+                d.is_complex for d in set(dtypes)):
+            for j, t in enumerate(locals_):
+                if t.is_inference() or not t.is_contiguous() or t.dtype.is_complex:
+                    _check_writable(rule, columns.ref(where[j]), t)
         if isinstance(init, Default):
             ids = [columns.kind_id(Kind("reset", rule, init, role)) for role in ROLES]
             columns.kind[positions] = np.asarray(ids, dtype=np.int32)[roles]
             return
-        keys = zip(roles, [t.shape for t in params], dtypes, strict=True)
-        local: dict[tuple, int] = {}  # each distinct (role, shape, dtype) -> its number, in model order
-        codes = np.asarray([local.setdefault(key, len(local)) for key in keys], dtype=np.int64)
+        keys = list(zip(roles, map(_SHAPE, params), dtypes, strict=True))
+        local = {key: n for n, key in enumerate(dict.fromkeys(keys))}  # distinct, in model order
+        codes = np.fromiter(map(local.__getitem__, keys), dtype=np.int64, count=len(keys))
         first = np.unique(codes, return_index=True)[1].tolist()  # where each first occurs
         ids = []
         for (role, shape, dtype), j in zip(local, first, strict=True):

@@ -277,7 +277,6 @@ class ModelIndex:
         self.computed_candidates: list[tuple[str, nn.Module]] = []
         self.init_cfg_candidates: list[tuple[str, nn.Module]] = []
         """Modules with an ``init_cfg`` attribute of their own or of their class."""
-        self._canonical: dict[int, str] = {}
         self._computed: dict[str, list[ParamRef]] = {}
         self._globs: dict[tuple[str, str], dict[int, dict[str, int | str]]] = {}
         self._walk(model)
@@ -296,10 +295,8 @@ class ModelIndex:
         >>> ModelIndex(nn.DataParallel(nn.Sequential(nn.Linear(2, 2)))).module_paths
         ['', '0']
         """
-        canonical = self._canonical
         paths, tensors, local_names = self.param_paths, self.tensors, self.param_local
         bounds = self.param_bounds
-        aliases, special = self.aliases, self.special_modules
         modules = self.modules
         add, add_path, add_tensor, add_local, add_bound = (
             modules.append, paths.append, tensors.append, local_names.append, bounds.append)
@@ -307,7 +304,7 @@ class ModelIndex:
         # per class, looked up once: its wrapper attribute, whether it has an init_cfg, its positions
         kinds: dict[type, tuple[str | None, bool, list[int]]] = {}
         stack: list[tuple[str, nn.Module]] = [("", model)]
-        pop, push = stack.pop, stack.append
+        pop, extend = stack.pop, stack.extend
         count = 0
         while stack:
             path, module = pop()
@@ -326,30 +323,54 @@ class ModelIndex:
                 own = module._parameters
                 if own:
                     for local, param in own.items():
-                        if param is None:
-                            continue
-                        full = prefix + local
-                        first = canonical.setdefault(id(param), full)
-                        if first == full:
-                            add_path(full)
+                        if param is not None:
+                            add_path(prefix + local)
                             add_tensor(param)
                             add_local(local)
-                        else:
-                            aliases.setdefault(first, []).append(full)
-                            special.add(count - 1)
                 if module._forward_pre_hooks or "parametrizations" in children:
                     computed((path, module))
                 if kind[1] or "init_cfg" in module.__dict__:
                     init_cfgs((path, module))
             if children:
-                for name, child in reversed(children.items()):
-                    if child is not None:
-                        push((path if name == inner else prefix + name, child))
+                if inner is None:
+                    extend([(prefix + name, child) for name, child in reversed(children.items())
+                            if child is not None])
+                else:
+                    extend([(path if name == inner else prefix + name, child)
+                            for name, child in reversed(children.items()) if child is not None])
         add_bound(len(paths))
+        if len(set(map(id, tensors))) < len(tensors):
+            self._fold_ties()
         self.by_class = {cls: kind[2] for cls, kind in kinds.items() if kind[2]}
         """Positions in :attr:`modules` of each class's modules (one MRO test per class suffices)."""
 
+    def _fold_ties(self) -> None:
+        """Keep each tensor once, under its first path: the walk listed a tensor registered
+        under several names (tied weights) at each; the later names become :attr:`aliases`
+        and their modules :attr:`special_modules`."""
+        first: dict[int, str] = {}
+        keep: list[int] = []
+        owners = np.repeat(np.arange(len(self.modules)), np.diff(self.param_bounds)).tolist()
+        for i, (path, tensor) in enumerate(zip(self.param_paths, self.tensors, strict=True)):
+            found = first.setdefault(id(tensor), path)
+            if found is path:
+                keep.append(i)
+            else:
+                self.aliases.setdefault(found, []).append(path)
+                self.special_modules.add(owners[i])
+        kept = np.zeros(len(self.tensors) + 1, dtype=np.int64)
+        kept[np.asarray(keep, dtype=np.int64) + 1] = 1
+        self.param_bounds = np.cumsum(kept)[self.param_bounds].tolist()
+        self.param_paths = [self.param_paths[i] for i in keep]
+        self.tensors = [self.tensors[i] for i in keep]
+        self.param_local = [self.param_local[i] for i in keep]
+
     # ------------------------------------------------------------ parameter objects, on demand
+    @functools.cached_property
+    def _canonical(self) -> dict[int, str]:
+        """``id`` of each tensor -> its canonical path."""
+        return dict(zip(map(id, self.tensors), self.param_paths, strict=True))
+
     @functools.cached_property
     def param_owner(self) -> list[int]:
         """The module position of each parameter (parallel to :attr:`param_paths`)."""
@@ -396,9 +417,10 @@ class ModelIndex:
     @functools.cached_property
     def local_ids(self) -> tuple[list[str], np.ndarray]:
         """The distinct local parameter names, and each parameter's index into them (``int32``)."""
-        ids: dict[str, int] = {}
-        codes = [ids.setdefault(name, len(ids)) for name in self.param_local]
-        return list(ids), np.asarray(codes, dtype=np.int32)
+        names = list(dict.fromkeys(self.param_local))
+        ids = {name: n for n, name in enumerate(names)}
+        local = self.param_local
+        return names, np.fromiter(map(ids.__getitem__, local), dtype=np.int32, count=len(local))
 
     def positions_of(self, classes: Iterable[type]) -> list[int]:
         """Positions in :attr:`modules` of the modules of exactly these classes, in model order."""
