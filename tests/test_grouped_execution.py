@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import hydra_init
@@ -79,3 +81,48 @@ def test_a_failing_check_in_a_group_leaves_the_model_unchanged() -> None:
         hydra_init.apply(model, CFG, log=False)
     after = {k: v for k, v in model.state_dict().items() if not v.is_meta}
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+_DRAWS = st.sampled_from([
+    {"type": "Normal", "std": 0.5, "bias": 0.25},
+    {"type": "Uniform", "a": -1.0, "b": 1.0, "bias": 0.0},
+    {"type": "TruncNormal", "std": 1.0, "a": -1.0, "b": 1.0, "bias": -2.0},
+    {"type": "Constant", "val": 3.0, "bias": 1.0},
+])
+
+
+@st.composite
+def _layers(draw) -> nn.Module:
+    """Random small Linears (so their kinds repeat), some float64, some with a transposed
+    (non-contiguous) weight, some tied to an earlier layer's weight of the same shape."""
+    model = nn.Sequential()
+    for i in range(draw(st.integers(1, 40))):
+        rows, cols = draw(st.sampled_from([(2, 3), (3, 2), (4, 4)]))
+        layer = nn.Linear(cols, rows, bias=draw(st.booleans()))
+        if draw(st.integers(0, 5)) == 0:
+            layer = layer.double()
+        if draw(st.integers(0, 5)) == 0:
+            layer.weight = nn.Parameter(torch.empty(cols, rows, dtype=layer.weight.dtype).t())
+        same = [m for m in model if m.weight.shape == layer.weight.shape
+                and m.weight.dtype == layer.weight.dtype]
+        if same and draw(st.integers(0, 5)) == 0:
+            layer.weight = same[0].weight
+        model.add_module(str(i), layer)
+    return model
+
+
+@settings(max_examples=40, deadline=None)
+@given(_layers(), _DRAWS, st.integers(1, 3), st.integers(0, 2**32))
+def test_random_models_grouped_equal_alone(model: nn.Module, rule: dict, threads: int, seed: int) -> None:
+    """Any mix of kinds, layouts, dtypes and ties: each tensor gets its own draw's values."""
+    cfg = {"seed": seed, "rules": {"linear": {"layer": "Linear", **rule}}}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        hydra_init.apply(model, cfg, log=False)
+    finally:
+        torch.set_num_threads(before)
+    plan = build_plan(model, parse_config(cfg))
+    for path, param in model.named_parameters():  # each tied tensor once, under its first path
+        expected = _alone(plan.entries[path].draw, S.derive_key(seed, path, param.shape), param)
+        assert torch.equal(param, expected), path
