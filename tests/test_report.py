@@ -229,3 +229,29 @@ def test_to_json_is_to_dict_with_one_line_per_parameter() -> None:
     assert [json.loads(line.rstrip(","))["path"] for line in rows] == [r.path for r in report.params]
     for indent in (2, 4, "\t", None, 0):
         assert json.loads(report.to_json(indent)) == report.to_dict()
+
+
+def test_rows_hold_each_parameter_facts_and_are_plain_records() -> None:
+    """Rows shared by a kind are built from one template: each one must still carry its own
+    path and the parameter's shape and dtype, and behave as a ParamRecord made directly."""
+    import dataclasses
+
+    from hydra_init.engine.report import ParamRecord
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2).double())
+    model[1].weight = model[0].weight  # a tie: its row carries the alias
+    report = hydra_init.plan(model, {"rules": {"lin": {"type": "Normal", "layer": "Linear", "std": 0.1},
+                                               "ln": {"type": "Ones", "layer": "LayerNorm"}}})
+    params = dict(model.named_parameters())
+    assert [r.path for r in report.params] == list(params)
+    for record in report.params:
+        param = params[record.path]
+        assert record.shape == tuple(param.shape)
+        assert record.dtype == str(param.dtype).removeprefix("torch.")
+        direct = ParamRecord(**{f.name: getattr(record, f.name) for f in dataclasses.fields(ParamRecord)})
+        assert record == direct and hash(record) == hash(direct) and repr(record) == repr(direct)
+        assert list(vars(record)) == list(vars(direct))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.path = "x"  # type: ignore[misc]
+    assert report["0.weight"].aliases == ("1.weight",)
+    assert report["3.weight"].dtype == "float64" and report["2.weight"].rule == "ln"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter, defaultdict
@@ -52,6 +53,21 @@ class ParamRecord:
         for s in self.shape:
             n *= s
         return n
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(ParamRecord))
+_new = object.__new__
+
+
+def _record_like(template: dict[str, Any], path: str) -> ParamRecord:
+    """``ParamRecord(path, **rest of template)`` without the frozen dataclass's ``__init__``
+    (one ``object.__setattr__`` per field): the fields a kind's parameters share are one
+    dict, copied into each record. The same record, ``==`` and ``repr`` included."""
+    record = _new(ParamRecord)
+    fields = record.__dict__
+    fields.update(template)
+    fields["path"] = path
+    return record
 
 
 def _describe(kind: Kind, ref: Any, cache: dict[tuple[int, str], str]) -> tuple[str, str]:
@@ -130,10 +146,17 @@ def _records(plan: Plan, columns: _Columns, written_by: dict[str, str],
         return tuple(shape), name, kind.source, label, init, detail
 
     shared = [None if k.source == "reset" or k.shape is None else fields(k, None) for k in kinds]
+    templates = [None if row is None else dict(zip(_RECORD_FIELDS, (None, *row, ()), strict=True))
+                 for row in shared]
     aliases_of = plan.aliases
     records = []
+    add = records.append
     for i, (path, k) in enumerate(zip(cols.index.param_paths, cols.kind.tolist(), strict=True)):
-        row = shared[k] or fields(kinds[k], i)
+        row = shared[k]
+        if row is not None and not written_by and not not_loaded and path not in aliases_of:
+            add(_record_like(templates[k], path))
+            continue
+        row = row or fields(kinds[k], i)
         shape, name, source, label, init, detail = row
         if written_by and path in written_by:
             records.append(ParamRecord(path, shape, name, "custom", None, written_by[path],
