@@ -63,6 +63,7 @@ __all__ = [
     "Source",
     "TruncNormalDraw",
     "UniformDraw",
+    "first_bits",
 ]
 
 
