@@ -16,7 +16,7 @@ import functools
 import importlib
 import inspect
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -244,6 +244,12 @@ to matching, seeding and the report: a compiled or DDP-wrapped model gets the va
 of the bare model, and globs written for the bare model match."""
 
 
+def _owners(bounds: Sequence[int] | np.ndarray) -> list[int]:
+    """The module position of each parameter position, from the modules' ranges
+    (module ``i`` owns positions ``bounds[i]:bounds[i + 1]``)."""
+    return np.repeat(np.arange(len(bounds) - 1), np.diff(bounds)).tolist()
+
+
 class ModelIndex:
     """A single walk of the model, reused by every rule.
 
@@ -350,7 +356,7 @@ class ModelIndex:
         and their modules :attr:`special_modules`."""
         first: dict[int, str] = {}
         keep: list[int] = []
-        owners = np.repeat(np.arange(len(self.modules)), np.diff(self.param_bounds)).tolist()
+        owners = _owners(self.param_bounds)  # before the fold: every registration's module
         for i, (path, tensor) in enumerate(zip(self.param_paths, self.tensors, strict=True)):
             found = first.setdefault(id(tensor), path)
             if found is path:
@@ -374,8 +380,7 @@ class ModelIndex:
     @functools.cached_property
     def param_owner(self) -> list[int]:
         """The module position of each parameter (parallel to :attr:`param_paths`)."""
-        bounds = self.bounds_array
-        return np.repeat(np.arange(len(self.modules)), np.diff(bounds)).tolist()
+        return _owners(self.bounds_array)
 
     @functools.cached_property
     def params(self) -> dict[str, ParamRef]:
