@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -51,6 +51,9 @@ import torch
 
 if TYPE_CHECKING:
     from .tiles import Group
+
+TileStart = Callable[[int], torch.Generator]
+"""``start(i)``: the generator of tile ``i`` of a run, seeded to the start of that tile's stream."""
 
 __all__ = [
     "BUILTIN_DRAWS",
@@ -105,6 +108,19 @@ class Draw:
         from .generators import TorchSource
 
         self.fill_from(buf, TorchSource(gen))
+
+    def fill_tiles(self, buf: torch.Tensor, sizes: Sequence[int], start: TileStart) -> None:
+        """Fill 1-D ``buf``, consecutive whole tiles of ``sizes`` values; tile ``i`` from the
+        generator ``start(i)`` returns (seeded to the tile's stream).
+
+        The default is :meth:`fill_tile` on each tile; a draw overrides this to batch its
+        bookkeeping over the tiles (:class:`TruncNormalDraw` finds the rejected values of
+        all of them at once).
+        """
+        first = 0
+        for tile, numel in enumerate(sizes):
+            self.fill_tile(buf[first : first + numel], start(tile))
+            first += numel
 
     def small_values(self, group: Group) -> np.ndarray | None:
         """All elements of a group of small tensors of this draw in one vectorized pass
@@ -228,6 +244,17 @@ class TruncNormalDraw(Draw):
         from .truncnormal import trunc_normal_
 
         trunc_normal_(buf, self, src)
+
+    def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
+        from .truncnormal import trunc_normal_tiles_
+
+        state = gen.get_state()
+        trunc_normal_tiles_(buf, self, [buf.numel()], lambda _: gen.set_state(state) or gen)
+
+    def fill_tiles(self, buf: torch.Tensor, sizes: Sequence[int], start: TileStart) -> None:
+        from .truncnormal import trunc_normal_tiles_
+
+        trunc_normal_tiles_(buf, self, sizes, start)
 
 
 # ----------------------------------------------------------------------------- whole-tensor draws

@@ -18,8 +18,8 @@ True
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -27,8 +27,9 @@ import torch
 
 from .draws import Draw
 from .generators import FULL_STATE_SEEDING, HashSource, generator, tile_states
-from .keys import SMALL, TILE, tile_grid, tile_seed
+from .keys import SMALL, tile_grid, tile_seed
 from .pool import run_parallel
+from .scratch import thread_buffer
 
 __all__ = ["Group", "Job", "Region", "Task", "fill_region_", "group_jobs", "group_tasks", "job_positions",
            "job_sizes", "job_tasks", "region_tasks"]
@@ -38,23 +39,18 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _draw_tile_(buf: torch.Tensor, draw: Draw, seed: int, state: np.ndarray | None = None) -> None:
-    """Fill ``buf`` (one whole tile) from the generator of ``seed`` (``state``: its precomputed state)."""
-    draw.fill_tile(buf, generator(buf.device, seed, state))
+TileSeed = tuple[int, "np.ndarray | None"]
+"""A tile's seed, and its precomputed generator state (:func:`tile_states`) or ``None``."""
 
 
-_local = threading.local()
+def _draw_tiles_(buf: torch.Tensor, draw: Draw, sizes: Sequence[int], seeds: Sequence[TileSeed]) -> None:
+    """Fill ``buf`` with consecutive whole tiles of ``sizes`` values, each from its seed's stream."""
 
+    def start(tile: int) -> torch.Generator:
+        seed, state = seeds[tile]
+        return generator(buf.device, seed, state)
 
-def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """This thread's reusable buffer for one tile (a fresh 512 KiB buffer per tile costs page faults)."""
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    buf = buffers.get((dtype, device))
-    if buf is None or buf.numel() < numel:
-        buf = buffers[(dtype, device)] = torch.empty(max(numel, TILE), dtype=dtype, device=device)
-    return buf[:numel]
+    draw.fill_tiles(buf, sizes, start)
 
 
 _NUMPY_COPY = frozenset({torch.float32, torch.float64})
@@ -126,6 +122,11 @@ def job_positions(job: Job) -> np.ndarray:
     return (starts[:, None] + np.arange(cols, dtype=np.uint64)).reshape(-1)
 
 
+RUN = 8
+"""Whole tiles of a tensor that lie side by side in memory are drawn by one task, up to this many
+(:meth:`~hydra_init.sampling.draws.Draw.fill_tiles` can batch its bookkeeping over them)."""
+
+
 def _tile_tasks(job: Job) -> list[Task]:
     out, draw, key = job.out, job.draw, job.key
     grid = tile_grid(job.shape, out.device, job.blocks)
@@ -138,25 +139,43 @@ def _tile_tasks(job: Job) -> list[Task]:
     seeds = [tile_seed(key, i * grid.tile_columns + j) for i, j in places]
     states = tile_states(seeds) if out.device.type == "cpu" and FULL_STATE_SEEDING else [None] * len(seeds)
     tasks: list[Task] = []
+    sizes: list[int] = []  # a run: whole tiles side by side in out
+    run: list[TileSeed] = []
+    span = [0, 0]  # the rows of the run
+
+    def flush() -> None:
+        if run:
+            view = out2d[span[0] - row : span[1] - row].view(-1)
+            tasks.append(partial(_draw_tiles_, view, draw, tuple(sizes), tuple(run)))
+            sizes.clear()
+            run.clear()
+
     for (i, j), seed, state in zip(places, seeds, states, strict=True):
         top, bottom = i * th, min((i + 1) * th, grid.rows)
         left, right = j * tw, min((j + 1) * tw, grid.cols)
         if direct and left == col and right - left == cols and row <= top and bottom <= row + rows:
-            view = out2d[top - row : bottom - row].view(-1)  # whole rows of out: contiguous
-            tasks.append(lambda view=view, seed=seed, state=state: _draw_tile_(view, draw, seed, state))
+            if run and (top != span[1] or len(run) == RUN):
+                flush()
+            if not run:
+                span[0] = top
+            sizes.append((bottom - top) * cols)
+            run.append((seed, state))
+            span[1] = bottom
             continue
+        flush()
 
-        def partial(top: int = top, bottom: int = bottom, left: int = left, right: int = right,
-                    seed: int = seed, state=state) -> None:
+        def part(top: int = top, bottom: int = bottom, left: int = left, right: int = right,
+                 seed: int = seed, state=state) -> None:
             height, width = bottom - top, right - left
-            buf = _scratch(height * width, _compute_dtype(out.dtype), out.device)
-            _draw_tile_(buf, draw, seed, state)
+            buf = thread_buffer(height * width, _compute_dtype(out.dtype), out.device)
+            _draw_tiles_(buf, draw, (height * width,), ((seed, state),))
             a, b = max(top, row), min(bottom, row + rows)
             c, d = max(left, col), min(right, col + cols)
             _copy_(out2d[a - row : b - row, c - col : d - col],
                    buf.view(height, width)[a - top : b - top, c - left : d - left])
 
-        tasks.append(partial)
+        tasks.append(part)
+    flush()
     return tasks
 
 
