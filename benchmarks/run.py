@@ -23,7 +23,9 @@ Prints Markdown:
 
 Every timing is the best of ``--reps`` warm runs, the methods interleaved (so load
 from other processes hits them alike), every method on the same full-size
-tensors with the same ``torch.get_num_threads()``. This is a benchmark, not a
+tensors with the same ``torch.get_num_threads()``. A ratio of two methods is the
+median of their per-round ratios (each round runs the methods back to back), which
+drift of the machine's speed between rounds moves less than a ratio of bests. This is a benchmark, not a
 test: nothing here asserts a speed (``check`` asserts the inits are the recipe).
 """
 
@@ -63,23 +65,40 @@ from hydra_init.sampling.truncnormal import trunc_plan  # noqa: E402
 THREADS = torch.get_num_threads()
 
 
+class Timings(dict):
+    """Each function's best time over the rounds (the mapping), and every round's times.
+
+    :meth:`ratio` compares two functions round by round: each round runs every function
+    back to back, so the median of the per-round ratios moves less than a ratio of two
+    bests when the machine's speed drifts between rounds (a shared VM's does).
+    """
+
+    def __init__(self, rounds: dict[str, list[float]]) -> None:
+        super().__init__({name: min(times) for name, times in rounds.items()})
+        self.rounds = rounds
+
+    def ratio(self, a: str, b: str) -> float:
+        """The median over rounds of ``a``'s time over ``b``'s."""
+        return float(np.median(np.divide(self.rounds[a], self.rounds[b])))
+
+
 def best_of(
     functions: dict[str, Callable[[], None]], reps: int, after: Callable[[str], None] | None = None
-) -> dict[str, float]:
-    """Best wall time of each function over ``reps`` rounds after one warm-up, interleaved.
+) -> Timings:
+    """Wall times of each function over ``reps`` rounds after one warm-up, interleaved.
 
     ``after(name)`` runs after each timed call, outside the timing (result checks).
     """
-    best = dict.fromkeys(functions, float("inf"))
+    rounds: dict[str, list[float]] = {name: [] for name in functions}
     for rep in range(reps + 1):
         for name, fn in functions.items():
             start = time.perf_counter()
             fn()
             if rep:  # round 0 warms up (allocations, caches, pools)
-                best[name] = min(best[name], time.perf_counter() - start)
+                rounds[name].append(time.perf_counter() - start)
             if after is not None:
                 after(name)
-    return best
+    return Timings(rounds)
 
 
 class Results:
@@ -137,18 +156,19 @@ def _case_row(case: Case, size: str, reps: int, mm: str | None, results: Results
     checks = {name: (lambda m=m: case.check(m)) for name, m in models.items()}
     times = best_of(functions, reps, after=lambda name: checks.get(name, lambda: None)())  # untimed
     ours = times["hydra_init"]
-    results[f"{case.kind}/limit"] = ours / times["limit"]
-    results[f"{case.kind}/loop"] = times["loop"] / ours
+    to_limit, loop_ratio = times.ratio("hydra_init", "limit"), times.ratio("loop", "hydra_init")
+    results[f"{case.kind}/limit"] = to_limit
+    results[f"{case.kind}/loop"] = loop_ratio
     mm_cells = "not installed | -"
     if "mmengine" in times:
-        results[f"{case.kind}/mmengine"] = times["mmengine"] / ours
-        mm_cells = f"{_ms(times['mmengine'])} | {times['mmengine'] / ours:.2f}x"
+        results[f"{case.kind}/mmengine"] = mm_ratio = times.ratio("mmengine", "hydra_init")
+        mm_cells = f"{_ms(times['mmengine'])} | {mm_ratio:.2f}x"
     elif mm:
         mm_cells = "- | -"
     return (
         f"| {case.name} | {params / 1e6:.2f}M | {drawn / 1e6:.2f}M | {_ms(times['limit'])} | {_ms(ours)} "
-        f"| {ours / times['limit']:.2f}x | {case.loop_label} | {_ms(times['loop'])} "
-        f"| {times['loop'] / ours:.2f}x | {mm_cells} |"
+        f"| {to_limit:.2f}x | {case.loop_label} | {_ms(times['loop'])} "
+        f"| {loop_ratio:.2f}x | {mm_cells} |"
     )
 
 
@@ -192,18 +212,18 @@ def draw_table(numel: int, reps: int, results: Results, draws: list = DRAWS) -> 
             functions["timm"] = lambda b=bounds: timm_trunc_normal_(out, 0.0, 1.0, *b)
             functions["torch"] = lambda b=bounds: torch.nn.init.trunc_normal_(out, 0.0, 1.0, *b)
         times = best_of(functions, reps)
-        ours = times["ours"]
+        to_limit = times.ratio("ours", "limit")
         if name in _SAMPLER_KEYS:
-            results[_SAMPLER_KEYS[name]] = ours / times["limit"]
+            results[_SAMPLER_KEYS[name]] = to_limit
         if name.endswith("(ViT)"):
-            results["sampler/trunc2_timm"] = times["timm"] / ours
+            results["sampler/trunc2_timm"] = times.ratio("timm", "ours")
         method = trunc_plan(draw.a, draw.b).method if isinstance(draw, sampling.TruncNormalDraw) else "-"
 
         def rate(name: str, times: dict[str, float] = times) -> str:
             return f"{numel / times[name] / 1e6:.0f} M/s" if name in times else "-"
 
         rows.append(
-            f"| {name} | {method} | {rate('limit')} | {rate('ours')} | {ours / times['limit']:.2f}x "
+            f"| {name} | {method} | {rate('limit')} | {rate('ours')} | {to_limit:.2f}x "
             f"| {rate('single')} | {rate('timm')} | {rate('torch')} |"
         )
     return rows
@@ -438,7 +458,7 @@ def tiles_table(size: str, reps: int) -> list[str]:
             best = best_of({"flat": lambda d=draw, o=out, k=key: fill_(o, d, k),
                             "blocks": lambda d=draw, o=out, k=key: fill_(o, d, k, blocks=True)}, reps)
             rows.append(f"| {shape[0]} x {shape[1]} | {name} | {_ms(best['flat'])} | {_ms(best['blocks'])} "
-                        f"| {best['blocks'] / best['flat']:.2f}x |")
+                        f"| {best.ratio('blocks', 'flat'):.2f}x |")
     return rows
 
 
@@ -562,7 +582,8 @@ def header(args: argparse.Namespace) -> list[str]:
         f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         f"torch {torch.__version__}, {THREADS} threads for every method (torch's samplers and "
         f"`nn.init` functions use one of them per generator), {load} at start; "
-        f"mmengine {mm or 'not installed'}; best of {args.reps} warm interleaved runs.",
+        f"mmengine {mm or 'not installed'}; best of {args.reps} warm interleaved runs (ratios: the "
+        "median of per-round ratios).",
     ]
 
 
