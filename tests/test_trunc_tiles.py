@@ -84,12 +84,11 @@ def test_an_undecided_tile_is_drawn_again_the_plain_way(scaled_calls):
     plan = tn.trunc_plan(-2.0, 2.0)
     probe = torch.empty(TILE)
     assert not tn._scaled_tile_(probe, d, plan, torch.Generator().manual_seed(UNDECIDED_SEED))
-    seeds, sizes = [717, UNDECIDED_SEED, 719], [TILE, TILE, 1000]
-    out = torch.empty(sum(sizes))
-    d.fill_tiles(out, sizes, lambda tile: torch.Generator().manual_seed(seeds[tile]))
-    expected = b"".join(_plain(n, d, s, torch.float32) for n, s in zip(sizes, seeds, strict=True))
-    assert out.numpy().tobytes() == expected
-    assert scaled_calls == {"ran": 4, "undecided": 2}  # the probe, then the run's three tiles
+    for seed, numel in ((717, TILE), (UNDECIDED_SEED, TILE), (719, 1000)):
+        out = torch.empty(numel)
+        d.fill_tile_from(out, lambda seed=seed: torch.Generator().manual_seed(seed))
+        assert out.numpy().tobytes() == _plain(numel, d, seed, torch.float32), seed
+    assert scaled_calls == {"ran": 4, "undecided": 2}  # the probe, then the three tiles
 
 
 def test_a_torch_whose_kernel_rounds_otherwise_keeps_the_plain_route(monkeypatch, scaled_calls):

@@ -52,8 +52,8 @@ import torch
 if TYPE_CHECKING:
     from .tiles import Group
 
-TileStart = Callable[[int], torch.Generator]
-"""``start(i)``: the generator of tile ``i`` of a run, seeded to the start of that tile's stream."""
+Restart = Callable[[], torch.Generator]
+"""``restart()``: a tile's generator, seeded to the start of the tile's stream."""
 
 __all__ = [
     "BUILTIN_DRAWS",
@@ -109,18 +109,14 @@ class Draw:
 
         self.fill_from(buf, TorchSource(gen))
 
-    def fill_tiles(self, buf: torch.Tensor, sizes: Sequence[int], start: TileStart) -> None:
-        """Fill 1-D ``buf``, consecutive whole tiles of ``sizes`` values; tile ``i`` from the
-        generator ``start(i)`` returns (seeded to the tile's stream).
+    def fill_tile_from(self, buf: torch.Tensor, restart: Restart) -> None:
+        """Fill 1-D ``buf`` (one whole tile) from the generator ``restart()`` returns.
 
-        The default is :meth:`fill_tile` on each tile; a draw overrides this to batch its
-        bookkeeping over the tiles (:class:`TruncNormalDraw` finds the rejected values of
-        all of them at once).
+        ``restart`` may be called again to begin the tile's stream anew (what the engine
+        calls; :class:`TruncNormalDraw` redraws a tile it cannot decide). The default is
+        :meth:`fill_tile`.
         """
-        first = 0
-        for tile, numel in enumerate(sizes):
-            self.fill_tile(buf[first : first + numel], start(tile))
-            first += numel
+        self.fill_tile(buf, restart())
 
     def small_values(self, group: Group) -> np.ndarray | None:
         """All elements of a group of small tensors of this draw in one vectorized pass
@@ -246,15 +242,18 @@ class TruncNormalDraw(Draw):
         trunc_normal_(buf, self, src)
 
     def fill_tile(self, buf: torch.Tensor, gen: torch.Generator) -> None:
-        from .truncnormal import trunc_normal_tiles_
-
         state = gen.get_state()
-        trunc_normal_tiles_(buf, self, [buf.numel()], lambda _: gen.set_state(state) or gen)
 
-    def fill_tiles(self, buf: torch.Tensor, sizes: Sequence[int], start: TileStart) -> None:
-        from .truncnormal import trunc_normal_tiles_
+        def restart() -> torch.Generator:
+            gen.set_state(state)
+            return gen
 
-        trunc_normal_tiles_(buf, self, sizes, start)
+        self.fill_tile_from(buf, restart)
+
+    def fill_tile_from(self, buf: torch.Tensor, restart: Restart) -> None:
+        from .truncnormal import trunc_normal_tile_
+
+        trunc_normal_tile_(buf, self, restart)
 
 
 # ----------------------------------------------------------------------------- whole-tensor draws

@@ -13,14 +13,28 @@ before that call.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 
 from .keys import TILE
 
-__all__ = ["thread_buffer"]
+__all__ = ["thread_array", "thread_buffer"]
 
 _local = threading.local()
+
+
+def _cached(key: tuple, numel: int, make: Callable[[int], Any]) -> Any:
+    """This thread's buffer under ``key``, grown to at least ``numel`` (and ``TILE``) elements."""
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    buf = buffers.get(key)
+    if buf is None or len(buf) < numel:
+        buf = buffers[key] = make(max(numel, TILE))
+    return buf[:numel]
 
 
 def thread_buffer(numel: int, dtype: torch.dtype, device: torch.device, slot: int = 0) -> torch.Tensor:
@@ -29,10 +43,13 @@ def thread_buffer(numel: int, dtype: torch.dtype, device: torch.device, slot: in
     It holds at least :data:`~hydra_init.sampling.keys.TILE` elements and grows to the
     largest ``numel`` asked for.
     """
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    buf = buffers.get((dtype, device, slot))
-    if buf is None or buf.numel() < numel:
-        buf = buffers[(dtype, device, slot)] = torch.empty(max(numel, TILE), dtype=dtype, device=device)
-    return buf[:numel]
+    return _cached((dtype, device, slot), numel, lambda n: torch.empty(n, dtype=dtype, device=device))
+
+
+def thread_array(numel: int, dtype: Any, slot: int = 0) -> np.ndarray:
+    """:func:`thread_buffer` as a numpy array (CPU): no torch slice and view per call.
+
+    >>> thread_array(3, np.bool_).shape
+    (3,)
+    """
+    return _cached((np.dtype(dtype), slot), numel, lambda n: np.empty(n, dtype=dtype))

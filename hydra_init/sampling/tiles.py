@@ -45,12 +45,10 @@ TileSeed = tuple[int, "np.ndarray | None"]
 
 def _draw_tiles_(buf: torch.Tensor, draw: Draw, sizes: Sequence[int], seeds: Sequence[TileSeed]) -> None:
     """Fill ``buf`` with consecutive whole tiles of ``sizes`` values, each from its seed's stream."""
-
-    def start(tile: int) -> torch.Generator:
-        seed, state = seeds[tile]
-        return generator(buf.device, seed, state)
-
-    draw.fill_tiles(buf, sizes, start)
+    first = 0
+    for numel, (seed, state) in zip(sizes, seeds, strict=True):
+        draw.fill_tile_from(buf[first : first + numel], partial(generator, buf.device, seed, state))
+        first += numel
 
 
 _NUMPY_COPY = frozenset({torch.float32, torch.float64})
@@ -123,8 +121,8 @@ def job_positions(job: Job) -> np.ndarray:
 
 
 RUN = 8
-"""Whole tiles of a tensor that lie side by side in memory are drawn by one task, up to this many
-(:meth:`~hydra_init.sampling.draws.Draw.fill_tiles` can batch its bookkeeping over them)."""
+"""Whole tiles of a tensor that lie side by side in memory are drawn by one task, up to this many:
+fewer, larger tasks for the pool to hand out."""
 
 
 def _tile_tasks(job: Job) -> list[Task]:

@@ -7,8 +7,8 @@ redrawn (``|z|`` for one-sided intervals), the inverse CDF in float64, or
 Robert's (1995) exponential proposal in the tails - and :func:`trunc_normal_`
 runs it on proposals from a source (a torch generator stream or the
 counter-based hash of :mod:`hydra_init.sampling.generators`). Every element's value is the
-first accepted proposal of its own sequence. :func:`trunc_normal_tiles_` fills tiles from
-torch generators, with a faster route to the same bits for zero-mean normal proposals.
+first accepted proposal of its own sequence. :func:`trunc_normal_tile_` fills a tile from
+a torch generator, with a faster route to the same bits for zero-mean normal proposals.
 
 >>> trunc_plan(-2.0, 2.0).method, trunc_plan(8.0, float("inf")).method
 ('normal', 'exp')
@@ -19,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,12 +27,12 @@ import numpy as np
 import torch
 
 from .generators import TorchSource
-from .scratch import thread_buffer
+from .scratch import thread_array, thread_buffer
 
 if TYPE_CHECKING:
-    from .draws import TileStart, TruncNormalDraw
+    from .draws import Restart, TruncNormalDraw
 
-__all__ = ["trunc_normal_", "trunc_normal_tiles_", "trunc_plan"]
+__all__ = ["trunc_normal_", "trunc_normal_tile_", "trunc_plan"]
 
 _SQRT2 = math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -138,18 +137,13 @@ def _array(t: torch.Tensor):
 
 
 _SCRATCH_LIMIT = 1 << 20  # values: the largest masks kept per thread
-_local = threading.local()
 
 
 def _scratch_masks(numel: int) -> tuple[np.ndarray, np.ndarray]:
     """This thread's two reusable masks of ``numel`` values (fresh ones beyond the limit)."""
     if numel > _SCRATCH_LIMIT:
         return np.empty(numel, dtype=bool), np.empty(numel, dtype=bool)
-    masks = getattr(_local, "masks", None)
-    if masks is None or len(masks[0]) < numel:
-        size = max(numel, 1 << 17)
-        masks = _local.masks = (np.empty(size, dtype=bool), np.empty(size, dtype=bool))
-    return masks[0][:numel], masks[1][:numel]
+    return thread_array(numel, np.bool_, 0), thread_array(numel, np.bool_, 1)
 
 
 def _outside(z, lo, hi, inclusive: bool = False):
@@ -320,12 +314,12 @@ def _kernel_scales_exactly() -> bool:
     return True
 
 
-def _scales_in_kernel(out: torch.Tensor, d: TruncNormalDraw, plan: _TruncPlan, sizes: Sequence[int]) -> bool:
-    """Whether tiles of ``d`` in ``out`` can take the scaled route of :func:`_scaled_tile_`."""
+def _scales_in_kernel(out: torch.Tensor, d: TruncNormalDraw, plan: _TruncPlan) -> bool:
+    """Whether a tile of ``d`` in ``out`` can take the scaled route of :func:`_scaled_tile_`."""
     return (
         plan.method == "normal" and not plan.flip and d.mean == 0.0 and d.std >= _NO_UNDERFLOW
         and out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64)
-        and min(sizes) >= 16 and out.is_contiguous() and _kernel_scales_exactly()
+        and out.numel() >= 16 and out.is_contiguous() and _kernel_scales_exactly()
     )
 
 
@@ -377,29 +371,23 @@ def _on_bound(values: np.ndarray, low, high) -> bool:
     return bool(np.count_nonzero(values == low) or np.count_nonzero(values == high))
 
 
-def trunc_normal_tiles_(out: torch.Tensor, d: TruncNormalDraw, sizes: Sequence[int],
-                        start: TileStart) -> None:
-    """Fill 1-D ``out``, consecutive tiles of ``sizes`` values, with the truncated normal of ``d``.
+def trunc_normal_tile_(out: torch.Tensor, d: TruncNormalDraw, restart: Restart) -> None:
+    """Fill 1-D ``out`` (one tile) with the truncated normal of ``d``, from the tile's stream.
 
-    Each tile's values are those of :func:`trunc_normal_` from its own stream
-    (``start(i)``). For zero-mean normal proposals on CPU (the ±2 std ViT case) they
-    come by a faster route, :func:`_scaled_tile_`; the rare tile it cannot decide is
-    drawn again, the plain way, from a restarted stream.
+    The values are those of :func:`trunc_normal_` from the generator ``restart()``
+    returns. For zero-mean normal proposals on CPU (the ±2 std ViT case) they come by a
+    faster route, :func:`_scaled_tile_`; a tile it cannot decide is drawn again, the
+    plain way, from a restarted stream.
 
     >>> from hydra_init.sampling import TruncNormalDraw
     >>> from hydra_init.sampling.generators import TorchSource
     >>> d = TruncNormalDraw(0.0, 0.02, -0.04, 0.04)
     >>> fast, plain = torch.empty(4096), torch.empty(4096)
-    >>> trunc_normal_tiles_(fast, d, [4096], lambda i: torch.Generator().manual_seed(3))
+    >>> trunc_normal_tile_(fast, d, lambda: torch.Generator().manual_seed(3))
     >>> trunc_normal_(plain, d, TorchSource(torch.Generator().manual_seed(3)))
     >>> torch.equal(fast, plain)
     True
     """
     plan = trunc_plan((d.a - d.mean) / d.std, (d.b - d.mean) / d.std)
-    scaled = _scales_in_kernel(out, d, plan, sizes)
-    first = 0
-    for tile, numel in enumerate(sizes):
-        part = out[first : first + numel]
-        first += numel
-        if not (scaled and _scaled_tile_(part, d, plan, start(tile))):
-            trunc_normal_(part, d, TorchSource(start(tile)))
+    if not (_scales_in_kernel(out, d, plan) and _scaled_tile_(out, d, plan, restart())):
+        trunc_normal_(out, d, TorchSource(restart()))
