@@ -39,14 +39,15 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-TileSeed = tuple[int, "np.ndarray | None"]
-"""A tile's seed, and its precomputed generator state (:func:`tile_states`) or ``None``."""
+Tile = tuple[int, int, "np.ndarray | None"]
+"""A tile's number of values, its seed, and its precomputed generator state (:func:`tile_states`)
+or ``None``."""
 
 
-def _draw_tiles_(buf: torch.Tensor, draw: Draw, sizes: Sequence[int], seeds: Sequence[TileSeed]) -> None:
-    """Fill ``buf`` with consecutive whole tiles of ``sizes`` values, each from its seed's stream."""
+def _draw_tiles_(buf: torch.Tensor, draw: Draw, tiles: Sequence[Tile]) -> None:
+    """Fill ``buf`` with consecutive whole tiles, each from its seed's stream."""
     first = 0
-    for numel, (seed, state) in zip(sizes, seeds, strict=True):
+    for numel, seed, state in tiles:
         draw.fill_tile_from(buf[first : first + numel], partial(generator, buf.device, seed, state))
         first += numel
 
@@ -137,15 +138,13 @@ def _tile_tasks(job: Job) -> list[Task]:
     seeds = [tile_seed(key, i * grid.tile_columns + j) for i, j in places]
     states = tile_states(seeds) if out.device.type == "cpu" and FULL_STATE_SEEDING else [None] * len(seeds)
     tasks: list[Task] = []
-    sizes: list[int] = []  # a run: whole tiles side by side in out
-    run: list[TileSeed] = []
+    run: list[Tile] = []  # whole tiles side by side in out
     span = [0, 0]  # the rows of the run
 
     def flush() -> None:
         if run:
             view = out2d[span[0] - row : span[1] - row].view(-1)
-            tasks.append(partial(_draw_tiles_, view, draw, tuple(sizes), tuple(run)))
-            sizes.clear()
+            tasks.append(partial(_draw_tiles_, view, draw, tuple(run)))
             run.clear()
 
     for (i, j), seed, state in zip(places, seeds, states, strict=True):
@@ -156,8 +155,7 @@ def _tile_tasks(job: Job) -> list[Task]:
                 flush()
             if not run:
                 span[0] = top
-            sizes.append((bottom - top) * cols)
-            run.append((seed, state))
+            run.append(((bottom - top) * cols, seed, state))
             span[1] = bottom
             continue
         flush()
@@ -166,7 +164,7 @@ def _tile_tasks(job: Job) -> list[Task]:
                  seed: int = seed, state=state) -> None:
             height, width = bottom - top, right - left
             buf = thread_buffer(height * width, _compute_dtype(out.dtype), out.device)
-            _draw_tiles_(buf, draw, (height * width,), ((seed, state),))
+            _draw_tiles_(buf, draw, ((height * width, seed, state),))
             a, b = max(top, row), min(bottom, row + rows)
             c, d = max(left, col), min(right, col + cols)
             _copy_(out2d[a - row : b - row, c - col : d - col],
